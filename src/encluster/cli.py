@@ -1,0 +1,212 @@
+"""The `encluster` command: a thin layer that parses arguments and calls the library."""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import EnclusterError, RunDirError
+from .metrics import SCORE_NAMES
+from .presets import DEFAULT_PRESET, PRESETS
+
+log = logging.getLogger("encluster")
+
+EPILOG = """examples:
+  encluster run                                 # the original experiment on all 70,000 MNIST digits
+  encluster run --dataset fashion-mnist --seed 1
+  encluster run --dataset my_data.csv --label-column species --clusters 3
+  encluster predict --model runs/mnist-seed-20261127-120000 new.npy --out labels.npy
+  encluster datasets                            # where the built-in data sets are found
+"""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line naming the problem and where to look, instead of the usage dump.
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser():
+    parser = _Parser(prog="encluster", description="Find the groups in unlabeled data by clustering the encoding "
+                     "an autoencoder learns of it.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"encluster {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="train, encode, cluster, score, plot and save (the whole job)",
+                         description="Train an autoencoder, cluster its codes with k-means, decode the centroids, "
+                         "score against labels when known, and save everything in a run directory.")
+    src = run.add_argument_group("data")
+    src.add_argument("--dataset", default="mnist", metavar="NAME|PATH",
+                     help="mnist (default, bundled), fashion-mnist, digits, or a .npy/.npz/.csv file or image folder")
+    src.add_argument("--split", choices=("all", "train", "test"), default="all",
+                     help="MNIST/Fashion-MNIST part: all 70k (default), train 60k or test 10k")
+    src.add_argument("--data-dir", metavar="DIR", help="folder to look in first for Fashion-MNIST's files")
+    src.add_argument("--label-column", metavar="NAME", help="CSV column holding labels (not used for training)")
+    src.add_argument("--max-samples", type=_positive_int, metavar="N",
+                     help="use a random subset of N samples (chosen with --seed)")
+    model = run.add_argument_group("model")
+    model.add_argument("--config", metavar="FILE", help="rerun exactly the run described by a run's config.json "
+                       "(other model and data options are ignored)")
+    model.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                       help=f"network and training settings (default: {DEFAULT_PRESET}, the original experiment)")
+    model.add_argument("--clusters", type=_positive_int, default=10, metavar="K", help="number of clusters (default 10)")
+    model.add_argument("--epochs", type=_positive_int, metavar="N", help="training epochs (default: the preset's)")
+    model.add_argument("--batch-size", type=_positive_int, metavar="N", help="samples per step (default: the preset's)")
+    model.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="Adam learning rate (default: the preset's)")
+    model.add_argument("--loss", choices=("bce", "mse"), help="reconstruction loss (default: the preset's)")
+    model.add_argument("--n-init", type=_positive_int, default=10, metavar="N", help="k-means restarts (default 10)")
+    model.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
+    model.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    model.add_argument("--no-baseline", dest="baseline", action="store_false",
+                       help="skip k-means on the raw pixels (the baseline the encoding is compared with)")
+    model.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
+    out = run.add_argument_group("output")
+    out.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<preset>-<time>)")
+    out.add_argument("--force", action="store_true", help="replace --out if it exists")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+
+    pred = sub.add_parser("predict", help="assign new samples to the clusters of a saved model",
+                          description="Assign each sample of DATA to a cluster of the model saved in a run directory.")
+    pred.add_argument("data", metavar="DATA", help="a .npy, .npz or .csv file or an image folder, as wide as the training data")
+    pred.add_argument("--model", required=True, metavar="RUN_DIR", help="a run directory (or a folder written by save())")
+    pred.add_argument("--label-column", metavar="NAME", help="CSV column to leave out of the samples")
+    pred.add_argument("--out", required=True, metavar="FILE", help="where to write the cluster ids (.npy or .csv)")
+    pred.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    sub.add_parser("datasets", help="list the built-in data sets and where each is found",
+                   description="List the built-in data sets and where each is (or would be) found.")
+    return parser
+
+
+def _cmd_run(args):
+    from .runs import RunConfig, run_experiment
+
+    if args.config:
+        config = RunConfig.from_json(args.config)
+    else:
+        config = RunConfig(dataset=args.dataset, split=args.split, data_dir=args.data_dir,
+                           label_column=args.label_column, max_samples=args.max_samples, preset=args.preset,
+                           n_clusters=args.clusters, epochs=args.epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, loss=args.loss, n_init=args.n_init, seed=args.seed,
+                           device=args.device, baseline=args.baseline, plots=args.plots)
+    metrics, run_dir = run_experiment(config, args.out, force=args.force, verbose=0 if args.quiet else 1)
+    _print_summary(metrics, run_dir)
+    return 0
+
+
+def _print_summary(metrics, run_dir):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = (f"{metrics['dataset']}: {metrics['n_samples']:,} samples, {metrics['n_clusters']} clusters, "
+             f"preset {metrics['preset']}, seed {metrics['seed']}")
+    if metrics["acc"] is None:
+        console.print(f"{title}\nno labels, so no scores; cluster sizes: {metrics['cluster_sizes']}")
+    else:
+        table = Table(title=title)
+        table.add_column("score")
+        table.add_column("encoding", justify="right")
+        pixels = metrics.get("pixels")
+        if pixels:
+            table.add_column("raw pixels", justify="right")
+        for name in SCORE_NAMES:
+            row = [name, f"{metrics[name]:.4f}"] + ([f"{pixels[name]:.4f}"] if pixels else [])
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"trained in {metrics['train_seconds']:.1f} s, total {metrics['total_seconds']:.1f} s, "
+                  f"peak memory {metrics['peak_memory_mb']:.0f} MB")
+    console.print(f"results in {run_dir}")
+
+
+def _cmd_predict(args):
+    from .data import load_file
+    from .estimator import EncodingClusterer
+    from .persistence import atomic_write_bytes
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".npy", ".csv"):
+        raise RunDirError(f"--out {out}: unsupported file type; use a .npy or .csv file name")
+    if out.exists() and not args.force:
+        raise RunDirError(f"{out} exists already; choose another --out or pass --force to replace it")
+    if not out.parent.is_dir():
+        raise RunDirError(f"{out.parent}: no such folder; create it or choose another --out")
+    model = EncodingClusterer.load(args.model)
+    dataset = load_file(args.data, label_column=args.label_column)
+    labels = model.predict(dataset.X)
+    if out.suffix.lower() == ".csv":
+        data = ("cluster\n" + "\n".join(map(str, labels.tolist())) + "\n").encode()
+    else:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, labels)
+        data = buffer.getvalue()
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as exc:
+        raise RunDirError(f"cannot write {out} ({exc.strerror}); choose a writable --out") from None
+    print(f"assigned {len(labels):,} samples to {model.cluster_centers_.shape[0]} clusters; written to {out}")
+    return 0
+
+
+def _cmd_datasets(args):
+    from rich.console import Console
+    from rich.table import Table
+
+    from .data import describe_builtin
+
+    table = Table(title="built-in data sets")
+    for col in ("name", "what", "where", "credit"):
+        table.add_column(col)
+    for row in describe_builtin():
+        table.add_row(*row)
+    Console().print(table)
+    print("Your own data: a .npy file (array X), .npz (arrays X and optional y), .csv (numeric; "
+          "--label-column NAME) or a folder of images (one sub-folder per class, optional).")
+    return 0
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+    commands = {"run": _cmd_run, "predict": _cmd_predict, "datasets": _cmd_datasets}
+    try:
+        return commands[args.command](args)
+    except EnclusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; try --max-samples or a smaller --batch-size", file=sys.stderr)
+        return 1

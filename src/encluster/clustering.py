@@ -1,0 +1,45 @@
+"""k-means on the encoding (and on raw pixels, the baseline), via scikit-learn."""
+
+import warnings
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+
+from .errors import DataError
+from .validation import check_n_clusters
+
+
+def kmeans(X, n_clusters, *, n_init=10, random_state=None):
+    """Cluster `X` with k-means; return ``(labels, centers)``.
+
+    scikit-learn already moves an empty cluster's centre onto the point farthest from
+    its own centre during Lloyd's iterations; what it only *warns* about is data with
+    fewer distinct points than clusters (constant data, duplicates), where some clusters
+    must stay empty. We turn that into an error, because the clustering is then not what
+    the user asked for.
+    """
+    X = np.asarray(X)
+    check_n_clusters(n_clusters, len(X))
+    model = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Number of distinct clusters", category=ConvergenceWarning)
+        try:
+            model.fit(X)
+        except ConvergenceWarning:
+            distinct = len(np.unique(X, axis=0))
+            raise DataError(f"the data has only {distinct} distinct points, fewer than n_clusters={n_clusters}; "
+                            f"ask for at most {distinct} clusters or check the data is not constant") from None
+    return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
+
+
+def nearest_center(X, centers, batch_size=65536):
+    """Index of the nearest centre for each row of `X`, in batches to bound memory."""
+    centers = np.asarray(centers, dtype=np.float64)
+    sq_norms = (centers**2).sum(axis=1)
+    labels = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), batch_size):
+        batch = np.asarray(X[start : start + batch_size], dtype=np.float64)
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
+        labels[start : start + batch_size] = np.argmin(sq_norms - 2 * batch @ centers.T, axis=1)
+    return labels

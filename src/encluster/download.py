@@ -1,0 +1,90 @@
+"""Fetching data set files from public mirrors into the user's cache.
+
+A file is only ever moved into the cache after its uncompressed content matched the
+pinned sha256, so a corrupted or tampered download is never used, not even later.
+Mirrors are tried in order; `ENCLUSTER_MIRROR` puts one of the user's own in front
+(an institutional mirror, or a local server in tests) and `ENCLUSTER_OFFLINE=1`
+forbids the network altogether.
+"""
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .errors import ChecksumError, DataError, OfflineError
+from .idx import read_bytes
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 30
+CHUNK_BYTES = 1 << 20
+
+
+def cache_dir():
+    """The user cache directory for downloaded data (XDG convention)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "encluster"
+
+
+def is_offline():
+    return os.environ.get("ENCLUSTER_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def mirrors_for(default_mirrors):
+    """The mirrors to try: the user's `ENCLUSTER_MIRROR` first, then the defaults."""
+    extra = os.environ.get("ENCLUSTER_MIRROR", "").strip()
+    return ([extra] if extra else []) + list(default_mirrors)
+
+
+def fetch(filename, sha256, mirrors, target_dir):
+    """Download `filename` from the first mirror that serves a verified copy.
+
+    Returns the path of the verified file in `target_dir`. Raises `OfflineError`
+    when the network is forbidden or no mirror answered, `ChecksumError` when every
+    copy that arrived was corrupted.
+    """
+    target_dir = Path(target_dir)
+    target = target_dir / filename
+    if is_offline():
+        raise OfflineError(f"{filename} is not on disk and ENCLUSTER_OFFLINE is set")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    corrupted = False
+    for mirror in mirrors:
+        url = mirror.rstrip("/") + "/" + filename
+        log.info("downloading %s", url)
+        # Keep the real suffix so the content is read (gunzipped or not) like the final file.
+        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".partial" + Path(filename).suffix, dir=target_dir)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
+                while chunk := resp.read(CHUNK_BYTES):
+                    out.write(chunk)
+            verify_sha256(tmp, sha256, shown_as=url)
+            os.replace(tmp, target)
+            return target
+        except ChecksumError as exc:
+            corrupted = True
+            failures.append(str(exc))
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    message = f"could not download a verified {filename} ({'; '.join(failures)})"
+    raise (ChecksumError if corrupted else OfflineError)(message)
+
+
+def verify_sha256(path, expected, shown_as=None):
+    """Check the sha256 of a file's uncompressed content (gunzipped when it ends in .gz)."""
+    shown_as = shown_as or str(path)
+    try:
+        data = read_bytes(path)
+    except DataError as exc:
+        raise ChecksumError(f"{shown_as}: not a valid file ({exc})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ChecksumError(f"{shown_as}: sha256 of the content is {actual}, expected {expected}; rejected")

@@ -1,0 +1,88 @@
+"""The autoencoder: a configurable multilayer perceptron in PyTorch."""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "linear": nn.Identity}
+INITS = ("xavier", "torch")
+
+
+@dataclass
+class AutoencoderSpec:
+    """The architecture, enough to rebuild the network from a saved file.
+
+    n_features : int
+        Width of the input (and of the reconstruction).
+    hidden : tuple of int
+        Encoder layer sizes between input and code; the decoder mirrors them.
+    code_size : int
+        Width of the encoding.
+    activation : str
+        Non-linearity after each hidden layer.
+    code_activation : str
+        Non-linearity on the code ("linear" keeps it unbounded).
+    output_activation : str
+        Non-linearity on the reconstruction ("sigmoid" for data in [0, 1]).
+    init : {"xavier", "torch"}
+        Weight initialisation: Glorot-uniform with zero biases (Keras' default, what
+        the original experiment used) or PyTorch's default.
+    """
+
+    n_features: int
+    hidden: tuple
+    code_size: int
+    activation: str = "sigmoid"
+    code_activation: str = "sigmoid"
+    output_activation: str = "sigmoid"
+    init: str = "xavier"
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        for name in ("activation", "code_activation", "output_activation"):
+            if getattr(self, name) not in ACTIVATIONS:
+                raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {', '.join(ACTIVATIONS)}")
+        if self.init not in INITS:
+            raise ConfigError(f"init={self.init!r}; expected one of {', '.join(INITS)}")
+        if self.code_size < 1 or self.n_features < 1 or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"layer sizes must be >= 1 (n_features={self.n_features}, "
+                              f"hidden={self.hidden}, code_size={self.code_size})")
+
+    def to_dict(self):
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+
+def _stack(sizes, activation, last_activation):
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        layers.append(ACTIVATIONS[last_activation if i == len(sizes) - 2 else activation]())
+    return nn.Sequential(*layers)
+
+
+class Autoencoder(nn.Module):
+    """Encoder ``n_features -> hidden... -> code`` and its mirror-image decoder."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        sizes = [spec.n_features, *spec.hidden, spec.code_size]
+        self.encoder = _stack(sizes, spec.activation, spec.code_activation)
+        self.decoder = _stack(sizes[::-1], spec.activation, spec.output_activation)
+        if spec.init == "xavier":
+            for module in self.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_uniform_(module.weight)
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)

@@ -1,0 +1,156 @@
+"""Saving and loading a fitted `EncodingClusterer` without pickle.
+
+A model is a folder with two files: ``model.safetensors`` (every array: network
+weights, cluster centres, scaler range) and ``model.json`` (architecture, settings,
+version, and the sha256 of the weights file). Loading parses JSON and safetensors
+only, so a shared model cannot run code; the checksum and shape checks refuse a file
+that was altered or belongs to another model.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import ModelError
+from .models import Autoencoder, AutoencoderSpec
+from .scaling import MODES, Scaler
+from .training import TrainingConfig
+
+FORMAT = "encluster-model"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+META = "model.json"
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` so that a reader never sees a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, obj):
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_model(est, path):
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"autoencoder.{k}": v.detach().cpu().contiguous() for k, v in est.autoencoder_.state_dict().items()}
+    tensors["cluster_centers"] = torch.as_tensor(est.cluster_centers_).contiguous()
+    if est.scaler_.mode == "minmax":
+        tensors["scaler.data_min"] = torch.as_tensor(est.scaler_.data_min)
+        tensors["scaler.data_max"] = torch.as_tensor(est.scaler_.data_max)
+    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".partial", dir=path)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp)
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+        os.replace(tmp, path / WEIGHTS)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "encluster_version": __version__,
+        "weights_sha256": digest,
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()},
+        "autoencoder": est.autoencoder_.spec.to_dict(),
+        "training": est.training_.to_dict(),
+        "scaler": est.scaler_.mode,
+        "n_features_in": int(est.n_features_in_),
+        "n_clusters": int(est.cluster_centers_.shape[0]),
+        "seed": int(est.seed_),
+        "history": [float(h) for h in est.history_],
+    }
+    atomic_write_json(path / META, meta)
+
+
+def _read_meta(path):
+    meta_path = path / META
+    if not path.is_dir():
+        raise ModelError(f"{path}: not a model folder; give the run directory (or the folder passed to save())")
+    for name in (META, WEIGHTS):
+        if not (path / name).is_file():
+            raise ModelError(f"{path}: {name} is missing; the model folder is incomplete, re-run or re-save it")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path}: not valid JSON ({exc}); the file is corrupted") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelError(f"{meta_path}: not an encluster model description")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{meta_path}: model format version {meta.get('format_version')!r} (written by encluster "
+                         f"{meta.get('encluster_version')}); this encluster {__version__} reads version "
+                         f"{FORMAT_VERSION}: use a matching encluster or retrain")
+    return meta
+
+
+def load_model(cls, path):
+    path = Path(path)
+    meta = _read_meta(path)
+    weights_path = path / WEIGHTS
+    digest = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    if digest != meta.get("weights_sha256"):
+        raise ModelError(f"{weights_path}: sha256 {digest} does not match model.json; the weights were altered "
+                         "or belong to another model")
+    try:
+        tensors = load_file(weights_path)
+        spec = AutoencoderSpec(**meta["autoencoder"])
+        training = TrainingConfig(**meta["training"])
+        est = cls(**meta["params"])
+        scaler_mode = meta["scaler"]
+        n_features, n_clusters = int(meta["n_features_in"]), int(meta["n_clusters"])
+        seed, history = int(meta["seed"]), [float(h) for h in meta["history"]]
+    except SafetensorError as exc:
+        raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path / META}: missing or invalid entry ({exc}); the file is corrupted") from None
+    if scaler_mode not in MODES or spec.n_features != n_features:
+        raise ModelError(f"{path / META}: inconsistent description (scaler {scaler_mode!r}, "
+                         f"{spec.n_features} vs {n_features} features)")
+    model = Autoencoder(spec)
+    state = {k[len("autoencoder."):]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+        raise ModelError(f"{weights_path}: weight names or shapes do not match the architecture in model.json")
+    model.load_state_dict(state)
+    model.eval()
+    centers = tensors.get("cluster_centers")
+    if centers is None or tuple(centers.shape) != (n_clusters, spec.code_size):
+        raise ModelError(f"{weights_path}: cluster centres missing or not of shape ({n_clusters}, {spec.code_size})")
+    if scaler_mode == "minmax":
+        try:
+            scaler = Scaler("minmax", tensors["scaler.data_min"].numpy(), tensors["scaler.data_max"].numpy())
+        except KeyError:
+            raise ModelError(f"{weights_path}: the min-max scaler's range is missing") from None
+        if scaler.data_min.shape != (n_features,) or scaler.data_max.shape != (n_features,):
+            raise ModelError(f"{weights_path}: scaler range does not have {n_features} features")
+    else:
+        scaler = Scaler(scaler_mode)
+    est.autoencoder_ = model
+    est.cluster_centers_ = centers.numpy().astype(np.float32)
+    est.scaler_ = scaler
+    est.training_ = training
+    est.n_features_in_ = n_features
+    est.seed_ = seed
+    est.history_ = history
+    return est

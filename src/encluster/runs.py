@@ -1,0 +1,213 @@
+"""One whole experiment as a function: load, train, encode, cluster, score, plot, save.
+
+Everything is written into a hidden sibling folder first and moved into place at the
+end, so an interrupted run never leaves a run directory that looks complete.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, plots
+from .clustering import kmeans
+from .data import load_dataset
+from .errors import ConfigError, RunDirError
+from .estimator import EncodingClusterer
+from .metrics import contingency, hungarian_matching, score
+from .persistence import atomic_write_json
+from .presets import DEFAULT_PRESET
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; saved as config.json so it can be rerun exactly."""
+
+    dataset: str = "mnist"
+    split: str = "all"
+    data_dir: str | None = None
+    label_column: str | None = None
+    max_samples: int | None = None
+    preset: str = DEFAULT_PRESET
+    n_clusters: int = 10
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    loss: str | None = None
+    schedule: str | None = None
+    n_init: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    baseline: bool = True
+    plots: bool = True
+
+    @classmethod
+    def from_json(cls, path):
+        """Read a config.json written by an earlier run."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        settings = raw.get("run", raw) if isinstance(raw, dict) else None
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{path}: expected a JSON object of run settings")
+        unknown = sorted(set(settings) - fields)
+        if unknown:
+            raise ConfigError(f"{path}: unknown settings {unknown}; known ones are {sorted(fields)}")
+        return cls(**settings)
+
+    def default_run_dir(self):
+        name = Path(self.dataset).stem if Path(self.dataset).suffix or os.sep in self.dataset else self.dataset
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / f"{name}-{self.preset}-{stamp}"
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
+
+
+class StagedDir:
+    """A run directory built in a hidden sibling and renamed into place on `commit`."""
+
+    def __init__(self, target, force=False):
+        self.target = Path(target)
+        if self.target.exists() and not force:
+            raise RunDirError(f"{self.target} exists already; choose another --out or pass --force to replace it")
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial",
+                                              dir=self.target.parent))
+        except OSError as exc:
+            raise RunDirError(f"cannot write to {self.target.parent} ({exc.strerror}); choose a writable --out") from None
+
+    def commit(self):
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.replaced")
+            os.replace(self.target, old)
+        os.replace(self.path, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def run_experiment(config, out_dir=None, *, force=False, verbose=0):
+    """Run the whole job described by `config`; return ``(metrics, run_dir)``."""
+    started = time.perf_counter()
+    run_dir = Path(out_dir) if out_dir is not None else config.default_run_dir()
+    staged = StagedDir(run_dir, force=force)
+    try:
+        metrics = _run(config, staged.path, started, verbose)
+        metrics["total_seconds"] = round(time.perf_counter() - started, 2)
+        metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
+        atomic_write_json(staged.path / "metrics.json", metrics)
+        staged.commit()
+    except BaseException:
+        staged.discard()
+        raise
+    log.info("results in %s", run_dir)
+    return metrics, run_dir
+
+
+def _run(config, out, started, verbose):
+    timings = {}
+    t = time.perf_counter()
+    dataset = load_dataset(config.dataset, split=config.split, data_dir=config.data_dir,
+                           label_column=config.label_column, scale=False, max_samples=config.max_samples,
+                           random_state=config.seed)
+    timings["load"] = time.perf_counter() - t
+    log.info("loaded %s: %d samples x %d features", dataset.name, *dataset.X.shape)
+    atomic_write_json(out / "config.json", {"encluster_version": __version__, "run": dataclasses.asdict(config)})
+
+    est = EncodingClusterer(config.n_clusters, preset=config.preset, epochs=config.epochs,
+                            batch_size=config.batch_size, learning_rate=config.learning_rate, loss=config.loss,
+                            schedule=config.schedule, n_init=config.n_init, device=config.device,
+                            random_state=config.seed, verbose=verbose)
+    t = time.perf_counter()
+    est.fit(dataset.X)
+    timings["fit"] = time.perf_counter() - t
+    timings.update(est.timings_)
+    codes, labels = est.codes_, est.labels_
+
+    metrics = {
+        "encluster_version": __version__,
+        "dataset": dataset.name,
+        "split": config.split,
+        "n_samples": int(dataset.n_samples),
+        "n_features": int(dataset.X.shape[1]),
+        "n_clusters": int(config.n_clusters),
+        "preset": config.preset,
+        "seed": int(config.seed),
+        "final_loss": est.history_[-1] if est.history_ else None,
+        "cluster_sizes": np.bincount(labels, minlength=config.n_clusters).tolist(),
+    }
+    metrics.update({name: None for name in ("acc", "nmi", "ari", "purity", "mean_cluster_purity")})
+    if dataset.y is not None:
+        t = time.perf_counter()
+        metrics.update(score(dataset.y, labels))
+        metrics["confusion"] = contingency(dataset.y, labels).tolist()
+        metrics["matching"] = {str(k): v for k, v in hungarian_matching(dataset.y, labels).items()}
+        if config.baseline:
+            pixel_labels, _ = kmeans(est.scaler_.transform(dataset.X), config.n_clusters, n_init=config.n_init,
+                                     random_state=config.seed)
+            metrics["pixels"] = score(dataset.y, pixel_labels)
+        timings["score"] = time.perf_counter() - t
+    else:
+        log.info("no labels: scores are skipped")
+
+    t = time.perf_counter()
+    np.save(out / "codes.npy", codes)
+    np.save(out / "assignments.npy", labels)
+    est.save(out)
+    timings["save"] = time.perf_counter() - t
+    if config.plots:
+        t = time.perf_counter()
+        _plot(est, dataset, metrics, out)
+        timings["plot"] = time.perf_counter() - t
+
+    metrics["train_seconds"] = round(timings["train"], 2)
+    metrics["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    metrics["history"] = est.history_
+    return metrics
+
+
+def _plot(est, dataset, metrics, out):
+    codes, labels = est.codes_, est.labels_
+    color, color_by = (dataset.y, "true label") if dataset.y is not None else (labels, "cluster")
+    names = dataset.class_names if dataset.y is not None else None
+    plots.code_scatter(codes, est.cluster_centers_, color, names, out / "codes_3d.png",
+                       title=f"{dataset.name}: {metrics['preset']} preset, seed {metrics['seed']}", color_by=color_by)
+    plots.loss_curve(est.history_, out / "loss.png", loss_name=est.training_.loss)
+    if dataset.y is not None:
+        plots.confusion_heatmap(np.asarray(metrics["confusion"]), {int(k): v for k, v in metrics["matching"].items()},
+                                dataset.class_names, out / "confusion.png")
+    if dataset.image_shape is None:
+        log.info("samples are not images: the decoded-centroid grid is skipped")
+        return
+    images = est.decode(est.cluster_centers_)
+    sizes = metrics["cluster_sizes"]
+    captions = [f"cluster {i}\nn={sizes[i]:,}" for i in range(len(images))]
+    if dataset.y is not None:
+        majority = np.asarray(metrics["confusion"]).argmax(axis=1)
+        names = dataset.class_names or [str(c) for c in range(majority.max() + 1)]
+        captions = [f"{c}\nmostly {names[majority[i]]}" for i, c in enumerate(captions)]
+    plots.centroid_grid(images, dataset.image_shape, out / "centroids.png", captions=captions)

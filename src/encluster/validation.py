@@ -1,0 +1,48 @@
+"""Checks on user-supplied arrays, with messages that say what was expected."""
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+
+def check_samples(X, *, name="X", min_samples=1):
+    """Return `X` as a 2-D numeric array after checking it is usable.
+
+    Rejects non-numeric, empty, wrongly shaped and non-finite input; 3-D and 4-D image
+    stacks must be flattened by the caller first (the loaders do this).
+    """
+    X = np.asarray(X)
+    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"{name} has dtype {X.dtype}; expected numbers (convert the data to a numeric array)")
+    if X.ndim != 2:
+        raise DataError(f"{name} has shape {X.shape}; expected 2-D (n_samples, n_features): reshape it")
+    if X.shape[0] < min_samples:
+        raise DataError(f"{name} has {X.shape[0]} samples; at least {min_samples} are needed")
+    if X.shape[1] == 0:
+        raise DataError(f"{name} has 0 features; expected at least 1 column")
+    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).any(axis=1).sum())
+        raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
+    return X
+
+
+def check_labels(y, n_samples):
+    """Return `y` as a 1-D integer array of length `n_samples` (or None)."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"labels have shape {y.shape}; expected 1-D (n_samples,)")
+    if len(y) != n_samples:
+        raise DataError(f"{len(y)} labels for {n_samples} samples; the counts must match")
+    if not np.issubdtype(y.dtype, np.integer):
+        _, y = np.unique(y, return_inverse=True)
+    return y.astype(np.int64)
+
+
+def check_n_clusters(n_clusters, n_samples):
+    """Check the number of clusters against the data (a data-dependent check)."""
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise ConfigError(f"n_clusters={n_clusters!r}; expected an integer >= 1")
+    if n_clusters > n_samples:
+        raise DataError(f"n_clusters={n_clusters} is more than the {n_samples} samples; use at most {n_samples} clusters")

@@ -1,0 +1,190 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from encluster import load_dataset
+from encluster.errors import DataError
+from encluster.scaling import Scaler
+
+
+def test_mnist_all_is_train_then_test_in_original_order():
+    full = load_dataset("mnist", scale=False)
+    assert full.X.shape == (70000, 784) and full.X.dtype == np.uint8
+    assert full.image_shape == (28, 28)
+    assert full.y[:5].tolist() == [5, 0, 4, 1, 9]  # the well-known first training labels
+    assert full.y[60000:60003].tolist() == [7, 2, 1]  # and the first test labels
+    test = load_dataset("mnist", split="test", scale=False)
+    assert np.array_equal(test.X, full.X[60000:])
+    scaled = load_dataset("mnist", split="train")
+    assert scaled.X.dtype == np.float32 and scaled.X.shape[0] == 60000
+    assert scaled.X.min() == 0.0 and scaled.X.max() == 1.0
+    assert np.allclose(scaled.X[:100] * 255, full.X[:100])
+
+
+def test_mnist_counts_per_digit():
+    y = load_dataset("mnist", split="test", scale=False).y
+    # Published class counts of the 10k test set.
+    assert np.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_digits():
+    d = load_dataset("digits")
+    assert d.X.shape == (1797, 64) and d.image_shape == (8, 8)
+    assert d.X.min() >= 0 and d.X.max() <= 1
+
+
+def test_unknown_split():
+    with pytest.raises(DataError, match="split"):
+        load_dataset("mnist", split="validation")
+
+
+def test_max_samples_is_a_seeded_ordered_subset(digits):
+    a = load_dataset("digits", max_samples=100, random_state=3)
+    b = load_dataset("digits", max_samples=100, random_state=3)
+    assert a.X.shape == (100, 64) and np.array_equal(a.X, b.X) and np.array_equal(a.y, b.y)
+
+
+def test_npy_tabular_and_images(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 5))
+    np.save(tmp_path / "t.npy", X)
+    d = load_dataset(tmp_path / "t.npy")
+    assert d.X.shape == (20, 5) and d.y is None and d.image_shape is None
+    assert d.X.min() == 0 and d.X.max() == 1
+    imgs = rng.integers(0, 256, size=(7, 6, 5), dtype=np.uint8)
+    np.save(tmp_path / "i.npy", imgs)
+    d = load_dataset(tmp_path / "i.npy", scale=False)
+    assert d.X.shape == (7, 30) and d.image_shape == (6, 5) and np.array_equal(d.X, imgs.reshape(7, -1))
+    rgb = rng.integers(0, 256, size=(4, 3, 2, 3), dtype=np.uint8)
+    np.save(tmp_path / "rgb.npy", rgb)
+    assert load_dataset(tmp_path / "rgb.npy").image_shape == (3, 2, 3)
+
+
+def test_npz_with_and_without_labels(tmp_path):
+    X = np.random.default_rng(0).uniform(size=(10, 4)).astype(np.float32)
+    np.savez(tmp_path / "a.npz", X=X, y=np.arange(10) % 2)
+    d = load_dataset(tmp_path / "a.npz")
+    assert np.array_equal(d.X, X) and d.y.tolist() == [0, 1] * 5
+    np.savez(tmp_path / "b.npz", data=X)
+    with pytest.raises(DataError, match="named X"):
+        load_dataset(tmp_path / "b.npz")
+    np.savez(tmp_path / "c.npz", X=X, y=np.arange(3))
+    with pytest.raises(DataError, match="3 labels for 10 samples"):
+        load_dataset(tmp_path / "c.npz")
+
+
+def test_object_arrays_need_pickle_and_are_refused(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="pickle"):
+        load_dataset(tmp_path / "o.npy")
+
+
+def test_csv_with_header_and_label_column(tmp_path):
+    path = tmp_path / "iris.csv"
+    path.write_text("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n")
+    d = load_dataset(path, label_column="species", scale=False)
+    assert d.X.tolist() == [[1, 2], [3, 4], [5, 6]]
+    assert d.y.tolist() == [0, 1, 0] and d.class_names == ["setosa", "virginica"]
+
+
+def test_csv_without_header(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("1,2\n3,4\n")
+    assert load_dataset(path, scale=False).X.tolist() == [[1, 2], [3, 4]]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a,b\n1,2\n3\n", "line 3 has 1 fields"),
+    ("a,b\n1,2\n3,x\n", "line 3, column b: 'x' is not a number"),
+    ("", "empty CSV"),
+    ("a,b\n", "no data rows"),
+    ("1,2\n3,nan\n", "NaN"),
+])
+def test_bad_csv(tmp_path, text, fragment):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=fragment):
+        load_dataset(path)
+
+
+def test_csv_unknown_label_column(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="no column named 'c'"):
+        load_dataset(path, label_column="c")
+
+
+def _write_images(folder, size, mode="L", count=3, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, size=shape, dtype=np.uint8), mode=mode).save(folder / f"{i}.png")
+
+
+def test_image_folder_with_classes(tmp_path):
+    _write_images(tmp_path / "cats", (5, 4))
+    _write_images(tmp_path / "dogs", (5, 4), count=2)
+    d = load_dataset(tmp_path, scale=False)
+    assert d.X.shape == (5, 20) and d.image_shape == (4, 5)
+    assert d.y.tolist() == [0, 0, 0, 1, 1] and d.class_names == ["cats", "dogs"]
+    assert d.X.dtype == np.uint8
+
+
+def test_image_folder_flat_rgb(tmp_path):
+    _write_images(tmp_path, (3, 3), mode="RGB")
+    d = load_dataset(tmp_path)
+    assert d.X.shape == (3, 27) and d.image_shape == (3, 3, 3) and d.y is None
+
+
+def test_image_folder_mixed_sizes(tmp_path):
+    _write_images(tmp_path / "a", (5, 4))
+    _write_images(tmp_path / "b", (6, 4))
+    with pytest.raises(DataError, match="different sizes"):
+        load_dataset(tmp_path)
+
+
+def test_image_folder_with_non_image_file(tmp_path):
+    _write_images(tmp_path, (5, 4))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="not an image file"):
+        load_dataset(tmp_path)
+
+
+def test_image_file_that_is_not_an_image(tmp_path):
+    _write_images(tmp_path, (5, 4))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="not a readable image"):
+        load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("name, fragment", [("missing.npy", "no such file"), ("data.txt", "unsupported file type")])
+def test_bad_paths(tmp_path, name, fragment):
+    if name.endswith(".txt"):
+        (tmp_path / name).write_text("1 2 3")
+    with pytest.raises(DataError, match=fragment):
+        load_dataset(tmp_path / name)
+
+
+def test_nan_and_empty_inputs(tmp_path):
+    np.save(tmp_path / "nan.npy", np.array([[0.1, np.nan], [0.2, 0.3]]))
+    with pytest.raises(DataError, match="NaN or infinite values in 1 samples"):
+        load_dataset(tmp_path / "nan.npy")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4)))
+    with pytest.raises(DataError, match="0 samples"):
+        load_dataset(tmp_path / "empty.npy")
+
+
+def test_scaler_modes_and_reuse():
+    u8 = np.array([[0, 255], [51, 102]], dtype=np.uint8)
+    s = Scaler.fit(u8)
+    assert s.mode == "uint8" and np.allclose(s.transform(u8), u8 / 255)
+    unit = np.array([[0.0, 0.5], [1.0, 0.25]])
+    assert Scaler.fit(unit).mode == "identity"
+    raw = np.array([[-1.0, 10.0, 3.0], [1.0, 20.0, 3.0]])
+    s = Scaler.fit(raw)
+    assert s.mode == "minmax"
+    assert s.transform(raw).tolist() == [[0, 0, 0], [1, 1, 0]]  # constant column -> 0
+    # New data is scaled with the *training* range, clipped into [0, 1].
+    assert s.transform(np.array([[0.0, 15.0, 9.0]])).tolist() == [[0.5, 0.5, 1.0]]
+    assert np.allclose(s.inverse_transform(s.transform(raw))[:, :2], raw[:, :2])

@@ -1,0 +1,95 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from encluster.errors import ChecksumError, DataError
+from encluster.idx import parse_idx, read_idx
+
+
+def idx_bytes(array):
+    """Encode a uint8 array in the IDX format, as the original files are written."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=3), st.integers(0, 2**32 - 1))
+def test_roundtrip_any_shape(shape, seed):
+    array = np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+    assert np.array_equal(parse_idx(idx_bytes(array)), array)
+
+
+def test_big_endian_types_are_decoded():
+    values = np.array([1, -2, 70000], dtype=">i4")
+    data = bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 3) + values.tobytes()
+    assert parse_idx(data).tolist() == [1, -2, 70000]
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (b"", "too short"),
+    (bytes([1, 0, 8, 1]) + struct.pack(">I", 1) + b"\0", "magic"),
+    (bytes([0, 0, 0x42, 1]) + struct.pack(">I", 1) + b"\0", "element type"),
+    (bytes([0, 0, 8, 0]), "0 dimensions"),
+    (bytes([0, 0, 8, 3]) + struct.pack(">I", 2), "truncated inside the header"),
+    (bytes([0, 0, 8, 1]) + struct.pack(">I", 10) + b"\0" * 9, "truncated"),
+    (bytes([0, 0, 8, 1]) + struct.pack(">I", 2) + b"\0" * 3, "unexpected bytes"),
+])
+def test_malformed_headers_are_rejected(data, fragment):
+    with pytest.raises(DataError, match=fragment):
+        parse_idx(data)
+
+
+def test_absurd_header_is_refused_before_allocating():
+    # 4 dims of 2^32-1 claims ~3e38 bytes: must fail fast, not try to allocate.
+    data = bytes([0, 0, 8, 4]) + struct.pack(">IIII", *([2**32 - 1] * 4))
+    with pytest.raises(DataError, match="too large"):
+        parse_idx(data)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64))
+def test_random_bytes_parse_or_raise_data_error(data):
+    try:
+        result = parse_idx(data)
+    except DataError:
+        return
+    assert isinstance(result, np.ndarray)
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 40), st.integers(0, 255))
+def test_mutated_real_header_parses_or_raises(position, value):
+    data = bytearray(idx_bytes(np.arange(24, dtype=np.uint8).reshape(2, 3, 4)))
+    data[position % len(data)] = value
+    try:
+        parse_idx(bytes(data))
+    except DataError:
+        pass
+
+
+def test_gzip_file_and_checksum(tmp_path):
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    path = tmp_path / "a-idx2-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(array)))
+    import hashlib
+
+    md5 = hashlib.md5(idx_bytes(array)).hexdigest()
+    assert np.array_equal(read_idx(path, md5=md5), array)
+    with pytest.raises(ChecksumError, match="md5"):
+        read_idx(path, md5="0" * 32)
+
+
+def test_truncated_gzip_is_rejected(tmp_path):
+    payload = gzip.compress(idx_bytes(np.zeros((50, 50), dtype=np.uint8)))
+    path = tmp_path / "cut.gz"
+    path.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(DataError, match="cannot be read"):
+        read_idx(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_idx(tmp_path / "nope.gz")
