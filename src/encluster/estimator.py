@@ -18,7 +18,7 @@ from .validation import check_n_clusters, check_samples
 log = logging.getLogger(__name__)
 
 # Parameters that, left as None, take their value from the preset.
-PRESET_PARAMS = ("hidden", "code_size", "activation", "code_activation", "output_activation", "init",
+PRESET_PARAMS = ("hidden", "code_size", "decoder_hidden", "activation", "code_activation", "output_activation", "init",
                  "epochs", "batch_size", "learning_rate", "loss", "schedule")
 
 
@@ -34,7 +34,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         Number of clusters.
     preset : str, default="seed"
         Network and training settings to start from (see `encluster.presets.PRESETS`).
-    hidden, code_size, activation, code_activation, output_activation, init : optional
+    hidden, decoder_hidden, code_size, activation, code_activation, output_activation, init : optional
         Override the preset's architecture (see `AutoencoderSpec`).
     epochs, batch_size, learning_rate, loss, schedule : optional
         Override the preset's training (see `TrainingConfig`).
@@ -72,8 +72,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, hidden=None, code_size=None, activation=None,
                  code_activation=None, output_activation=None, init=None, epochs=None, batch_size=None,
-                 learning_rate=None, loss=None, schedule=None, n_init=10, device="cpu", random_state=None,
-                 verbose=0):
+                 learning_rate=None, loss=None, schedule=None, decoder_hidden=None, n_init=10, device="cpu",
+                 random_state=None, verbose=0):
         self.n_clusters = n_clusters
         self.preset = preset
         self.hidden = hidden
@@ -87,6 +87,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.loss = loss
         self.schedule = schedule
+        self.decoder_hidden = decoder_hidden
         self.n_init = n_init
         self.device = device
         self.random_state = random_state
@@ -129,7 +130,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.scaler_ = Scaler.fit(X)
         data = self.scaler_.transform(X)
         spec = AutoencoderSpec(n_features=X.shape[1], **{k: settings[k] for k in (
-            "hidden", "code_size", "activation", "code_activation", "output_activation", "init")})
+            "hidden", "decoder_hidden", "code_size", "activation", "code_activation", "output_activation", "init")})
         self.training_ = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate",
                                                                       "loss", "schedule")})
         # Build the network from a seeded copy of torch's RNG, leaving the caller's global state alone.

@@ -18,7 +18,9 @@ class AutoencoderSpec:
     n_features : int
         Width of the input (and of the reconstruction).
     hidden : tuple of int
-        Encoder layer sizes between input and code; the decoder mirrors them.
+        Encoder layer sizes between input and code.
+    decoder_hidden : tuple of int or None
+        Decoder layer sizes between code and output; None mirrors `hidden`.
     code_size : int
         Width of the encoding.
     activation : str
@@ -35,6 +37,7 @@ class AutoencoderSpec:
     n_features: int
     hidden: tuple
     code_size: int
+    decoder_hidden: tuple | None = None
     activation: str = "sigmoid"
     code_activation: str = "sigmoid"
     output_activation: str = "sigmoid"
@@ -42,17 +45,20 @@ class AutoencoderSpec:
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
+        if self.decoder_hidden is None:
+            self.decoder_hidden = self.hidden[::-1]
+        self.decoder_hidden = tuple(int(h) for h in self.decoder_hidden)
         for name in ("activation", "code_activation", "output_activation"):
             if getattr(self, name) not in ACTIVATIONS:
                 raise ConfigError(f"{name}={getattr(self, name)!r}; expected one of {', '.join(ACTIVATIONS)}")
         if self.init not in INITS:
             raise ConfigError(f"init={self.init!r}; expected one of {', '.join(INITS)}")
-        if self.code_size < 1 or self.n_features < 1 or any(h < 1 for h in self.hidden):
+        if self.code_size < 1 or self.n_features < 1 or any(h < 1 for h in self.hidden + self.decoder_hidden):
             raise ConfigError(f"layer sizes must be >= 1 (n_features={self.n_features}, "
                               f"hidden={self.hidden}, code_size={self.code_size})")
 
     def to_dict(self):
-        return {**asdict(self), "hidden": list(self.hidden)}
+        return {**asdict(self), "hidden": list(self.hidden), "decoder_hidden": list(self.decoder_hidden)}
 
 
 def _stack(sizes, activation, last_activation):
@@ -64,14 +70,14 @@ def _stack(sizes, activation, last_activation):
 
 
 class Autoencoder(nn.Module):
-    """Encoder ``n_features -> hidden... -> code`` and its mirror-image decoder."""
+    """Encoder ``n_features -> hidden... -> code`` and decoder ``code -> decoder_hidden... -> n_features``."""
 
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
-        sizes = [spec.n_features, *spec.hidden, spec.code_size]
-        self.encoder = _stack(sizes, spec.activation, spec.code_activation)
-        self.decoder = _stack(sizes[::-1], spec.activation, spec.output_activation)
+        self.encoder = _stack([spec.n_features, *spec.hidden, spec.code_size], spec.activation, spec.code_activation)
+        self.decoder = _stack([spec.code_size, *spec.decoder_hidden, spec.n_features], spec.activation,
+                              spec.output_activation)
         if spec.init == "xavier":
             for module in self.modules():
                 if isinstance(module, nn.Linear):

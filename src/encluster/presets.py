@@ -11,6 +11,7 @@ PRESETS = {
     "seed": {
         "hidden": (784, 64, 32),
         "code_size": 3,
+        "decoder_hidden": (32, 64),
         "activation": "sigmoid",
         "code_activation": "sigmoid",
         "output_activation": "sigmoid",

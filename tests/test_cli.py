@@ -1,0 +1,121 @@
+"""The `encluster` command end to end, as a user runs it (a real subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+FAST = ["--dataset", "digits", "--max-samples", "300", "--epochs", "3", "--n-init", "2"]
+
+
+def encluster(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "encluster", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits-run"
+    result = encluster("run", *FAST, "--seed", "3", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "results in" in result.stdout and "raw pixels" in result.stdout
+    return out
+
+
+def test_run_writes_the_run_directory(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"metrics.json", "config.json", "model.safetensors", "model.json", "codes.npy", "assignments.npy",
+            "codes_3d.png", "centroids.png", "confusion.png", "loss.png"} <= names
+    assert not any(n.endswith(".partial") for n in names)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("dataset", "n_samples", "n_clusters", "preset", "seed", "acc", "nmi", "ari", "purity",
+                "mean_cluster_purity", "train_seconds", "total_seconds", "encluster_version"):
+        assert key in metrics, key
+    assert metrics["n_samples"] == 300 and metrics["seed"] == 3 and metrics["dataset"] == "digits"
+    assert set(metrics["pixels"]) == {"acc", "nmi", "ari", "purity", "mean_cluster_purity"}
+    assert 0 <= metrics["acc"] <= 1 and 0 <= metrics["pixels"]["acc"] <= 1
+    codes, labels = np.load(run_dir / "codes.npy"), np.load(run_dir / "assignments.npy")
+    assert codes.shape == (300, 3) and labels.shape == (300,)
+    assert sum(metrics["cluster_sizes"]) == 300
+
+
+def test_config_reruns_exactly(run_dir, tmp_path):
+    result = encluster("run", "--config", run_dir / "config.json", "--out", tmp_path / "again", "-q")
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(run_dir / "assignments.npy"), np.load(tmp_path / "again" / "assignments.npy"))
+
+
+def test_predict_with_saved_model(run_dir, tmp_path):
+    from encluster import load_dataset
+
+    d = load_dataset("digits", max_samples=300, random_state=3, scale=False)
+    np.save(tmp_path / "same.npy", d.X)
+    out = tmp_path / "labels.npy"
+    result = encluster("predict", "--model", run_dir, tmp_path / "same.npy", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(out), np.load(run_dir / "assignments.npy"))
+    again = encluster("predict", "--model", run_dir, tmp_path / "same.npy", "--out", out)
+    assert again.returncode == 1 and "--force" in again.stderr
+    csv_out = tmp_path / "labels.csv"
+    assert encluster("predict", "--model", run_dir, tmp_path / "same.npy", "--out", csv_out).returncode == 0
+    assert csv_out.read_text().splitlines()[1:] == [str(v) for v in np.load(out)]
+
+
+def test_existing_out_needs_force(run_dir):
+    before = (run_dir / "metrics.json").read_text()
+    result = encluster("run", *FAST, "--out", run_dir)
+    assert result.returncode == 1 and "exists already" in result.stderr and "--force" in result.stderr
+    assert (run_dir / "metrics.json").read_text() == before
+
+
+def test_datasets_lists_builtins():
+    result = encluster("datasets")
+    assert result.returncode == 0
+    for name in ("mnist", "fashion-mnist", "digits"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (["run", "--dataset", "no/such/file.npy"], 1, "no such file or folder"),
+    (["run", "--clusters", "0"], 2, "must be at least 1"),
+    (["run", "--epochs", "many"], 2, "not an integer"),
+    (["run", "--wrong-flag"], 2, "unrecognized arguments: --wrong-flag"),
+    (["run", "--preset", "nope"], 2, "invalid choice"),
+    (["predict", "--model", "no-such-run", "x.npy", "--out", "y.npy"], 1, "not a model folder"),
+])
+def test_bad_invocations_fail_with_one_line(args, code, fragment, tmp_path):
+    result = encluster(*args, cwd=tmp_path)
+    assert result.returncode == code
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_bad_data_leaves_no_run_directory(tmp_path):
+    np.save(tmp_path / "nan.npy", np.array([[0.1, np.nan], [0.2, 0.3]]))
+    result = encluster("run", "--dataset", tmp_path / "nan.npy", "--out", tmp_path / "out", "-q")
+    assert result.returncode == 1 and "NaN" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["nan.npy"]
+
+
+def test_more_clusters_than_samples(tmp_path):
+    np.save(tmp_path / "few.npy", np.random.default_rng(0).uniform(size=(5, 3)))
+    result = encluster("run", "--dataset", tmp_path / "few.npy", "--clusters", "6", "--out", tmp_path / "o", "-q")
+    assert result.returncode == 1 and "more than the 5 samples" in result.stderr
+
+
+def test_non_image_data_without_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(c, 0.1, size=(50, 6)) for c in (0, 3, 6)])
+    np.save(tmp_path / "tab.npy", X)
+    result = encluster("run", "--dataset", tmp_path / "tab.npy", "--clusters", "3", "--epochs", "3",
+                       "--out", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    assert "no labels" in result.stdout
+    names = {p.name for p in (tmp_path / "o").iterdir()}
+    assert "centroids.png" not in names and "codes_3d.png" in names
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["acc"] is None
