@@ -11,6 +11,7 @@ from . import __version__
 from .errors import EnclusterError, RunDirError
 from .metrics import SCORE_NAMES
 from .presets import DEFAULT_PRESET, PRESETS
+from .training import TrainingInterrupted
 
 log = logging.getLogger("encluster")
 
@@ -70,6 +71,8 @@ def build_parser():
     model = run.add_argument_group("model")
     model.add_argument("--config", metavar="FILE", help="rerun exactly the run described by a run's config.json "
                        "(other model and data options are ignored)")
+    model.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was interrupted (Ctrl-C, crash, "
+                       "kill) from its last checkpoint; the result equals an uninterrupted run")
     model.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                        help=f"network and training settings (default: {DEFAULT_PRESET}, the original experiment)")
     model.add_argument("--clusters", type=_positive_int, default=10, metavar="K", help="number of clusters (default 10)")
@@ -102,19 +105,36 @@ def build_parser():
 
 
 def _cmd_run(args):
-    from .runs import RunConfig, run_experiment
+    from .runs import resume_experiment, run_experiment
 
-    if args.config:
-        config = RunConfig.from_json(args.config)
+    verbose = 0 if args.quiet else 1
+    if args.resume:
+        out = args.resume
     else:
-        config = RunConfig(dataset=args.dataset, split=args.split, data_dir=args.data_dir,
-                           label_column=args.label_column, max_samples=args.max_samples, preset=args.preset,
-                           n_clusters=args.clusters, epochs=args.epochs, batch_size=args.batch_size,
-                           learning_rate=args.learning_rate, loss=args.loss, n_init=args.n_init, seed=args.seed,
-                           device=args.device, baseline=args.baseline, plots=args.plots)
-    metrics, run_dir = run_experiment(config, args.out, force=args.force, verbose=0 if args.quiet else 1)
+        config = _run_config(args)
+        out = args.out if args.out is not None else config.default_run_dir()
+    try:
+        if args.resume:
+            metrics, run_dir = resume_experiment(out, verbose=verbose)
+        else:
+            metrics, run_dir = run_experiment(config, out, force=args.force, verbose=verbose)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        print(f"interrupted; continue with: encluster run --resume {out}", file=sys.stderr)
+        return 130
     _print_summary(metrics, run_dir)
     return 0
+
+
+def _run_config(args):
+    from .runs import RunConfig
+
+    if args.config:
+        return RunConfig.from_json(args.config)
+    return RunConfig(dataset=args.dataset, split=args.split, data_dir=args.data_dir, label_column=args.label_column,
+                     max_samples=args.max_samples, preset=args.preset, n_clusters=args.clusters, epochs=args.epochs,
+                     batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
+                     n_init=args.n_init, seed=args.seed, device=args.device, baseline=args.baseline,
+                     plots=args.plots)
 
 
 def _print_summary(metrics, run_dir):
@@ -205,7 +225,7 @@ def main(argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
     except MemoryError:
         print("error: out of memory; try --max-samples or a smaller --batch-size", file=sys.stderr)

@@ -111,7 +111,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             raise ConfigError(f"device={self.device!r} but no CUDA GPU is available; use device='cpu'")
         return device
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, checkpoint=None):
         """Train the autoencoder on `X`, then cluster the codes.
 
         Parameters
@@ -120,6 +120,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             Raw samples; uint8 is divided by 255, float in [0, 1] is kept, anything
             else is min-max scaled per feature (see `Scaler`).
         y : ignored
+        checkpoint : encluster.training.Checkpoint, optional
+            Keep training state in a file so an interrupted fit can resume exactly.
         """
         device = self._check_params()
         X = check_samples(X)
@@ -140,7 +142,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(self.seed_)
         clock = time.perf_counter()
         self.history_ = train_autoencoder(self.autoencoder_, data, self.training_, generator=generator,
-                                          device=device, verbose=self.verbose)
+                                          device=device, verbose=self.verbose, checkpoint=checkpoint)
         self.autoencoder_.to("cpu")
         self.timings_ = {"train": time.perf_counter() - clock}
         clock = time.perf_counter()

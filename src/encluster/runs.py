@@ -1,7 +1,8 @@
 """One whole experiment as a function: load, train, encode, cluster, score, plot, save.
 
 Everything is written into a hidden sibling folder first and moved into place at the
-end, so an interrupted run never leaves a run directory that looks complete.
+end, so an interrupted or killed run never leaves a run directory that looks complete;
+the sibling keeps the config and a training checkpoint, so the run can be resumed.
 """
 
 import dataclasses
@@ -10,9 +11,11 @@ import logging
 import os
 import resource
 import shutil
+import signal
 import sys
-import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ from .estimator import EncodingClusterer
 from .metrics import contingency, hungarian_matching, score
 from .persistence import atomic_write_json
 from .presets import DEFAULT_PRESET
+from .training import Checkpoint, TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +88,28 @@ def peak_memory_mb():
 
 
 class StagedDir:
-    """A run directory built in a hidden sibling and renamed into place on `commit`."""
+    """A run directory built in a hidden sibling (``.NAME.partial``) and renamed into
+    place on `commit`. An interrupted run's sibling stays, so it can be resumed."""
 
-    def __init__(self, target, force=False):
+    def __init__(self, target, *, force=False, resume=False):
         self.target = Path(target)
+        self.path = self.target.with_name(f".{self.target.name}.partial")
+        if resume:
+            if self.target.exists():
+                raise RunDirError(f"{self.target} is complete already; there is nothing to resume")
+            if not (self.path / "config.json").is_file():
+                raise RunDirError(f"no interrupted run of {self.target} to resume (looked for {self.path}); "
+                                  "start it again without --resume")
+            return
         if self.target.exists() and not force:
             raise RunDirError(f"{self.target} exists already; choose another --out or pass --force to replace it")
+        if self.path.exists():
+            if not force:
+                raise RunDirError(f"an interrupted run of {self.target} is in {self.path}; continue it with "
+                                  f"--resume {self.target} or pass --force to start over")
+            shutil.rmtree(self.path)
         try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".partial",
-                                              dir=self.target.parent))
+            self.path.mkdir(parents=True)
         except OSError as exc:
             raise RunDirError(f"cannot write to {self.target.parent} ({exc.strerror}); choose a writable --out") from None
 
@@ -110,25 +126,70 @@ class StagedDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+@contextmanager
+def _stop_on_sigint(checkpoint):
+    """During training, Ctrl-C asks for a clean stop with a checkpoint; elsewhere (and
+    a second Ctrl-C) it interrupts at once. Only the main thread can catch signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if checkpoint.active and not checkpoint.stop.is_set():
+            checkpoint.stop.set()
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_experiment(config, out_dir=None, *, force=False, verbose=0):
-    """Run the whole job described by `config`; return ``(metrics, run_dir)``."""
-    started = time.perf_counter()
+    """Run the whole job described by `config`; return ``(metrics, run_dir)``.
+
+    On Ctrl-C the run stops after the current batch, keeps a checkpoint and raises
+    `TrainingInterrupted`; `resume_experiment` continues it.
+    """
     run_dir = Path(out_dir) if out_dir is not None else config.default_run_dir()
     staged = StagedDir(run_dir, force=force)
+    atomic_write_json(staged.path / "config.json", {"encluster_version": __version__, "run": dataclasses.asdict(config)})
+    return _execute(config, staged, resume=False, verbose=verbose)
+
+
+def resume_experiment(run_dir, *, verbose=0):
+    """Continue a run that was interrupted (Ctrl-C, a crash, a kill) from its checkpoint.
+
+    The result is identical to an uninterrupted run with the same config (on CPU).
+    """
+    staged = StagedDir(run_dir, resume=True)
+    config = RunConfig.from_json(staged.path / "config.json")
+    return _execute(config, staged, resume=True, verbose=verbose)
+
+
+def _execute(config, staged, *, resume, verbose):
+    started = time.perf_counter()
+    checkpoint = Checkpoint(staged.path / "checkpoint.pt", resume=resume)
     try:
-        metrics = _run(config, staged.path, started, verbose)
+        with _stop_on_sigint(checkpoint):
+            metrics = _run(config, staged.path, checkpoint, verbose)
         metrics["total_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
         atomic_write_json(staged.path / "metrics.json", metrics)
+        checkpoint.path.unlink(missing_ok=True)
         staged.commit()
+    except (TrainingInterrupted, KeyboardInterrupt):
+        raise  # keep the staged folder and its checkpoint for --resume
     except BaseException:
         staged.discard()
         raise
-    log.info("results in %s", run_dir)
-    return metrics, run_dir
+    log.info("results in %s", staged.target)
+    return metrics, staged.target
 
 
-def _run(config, out, started, verbose):
+def _run(config, out, checkpoint, verbose):
     timings = {}
     t = time.perf_counter()
     dataset = load_dataset(config.dataset, split=config.split, data_dir=config.data_dir,
@@ -136,14 +197,13 @@ def _run(config, out, started, verbose):
                            random_state=config.seed)
     timings["load"] = time.perf_counter() - t
     log.info("loaded %s: %d samples x %d features", dataset.name, *dataset.X.shape)
-    atomic_write_json(out / "config.json", {"encluster_version": __version__, "run": dataclasses.asdict(config)})
 
     est = EncodingClusterer(config.n_clusters, preset=config.preset, epochs=config.epochs,
                             batch_size=config.batch_size, learning_rate=config.learning_rate, loss=config.loss,
                             schedule=config.schedule, n_init=config.n_init, device=config.device,
                             random_state=config.seed, verbose=verbose)
     t = time.perf_counter()
-    est.fit(dataset.X)
+    est.fit(dataset.X, checkpoint=checkpoint)
     timings["fit"] = time.perf_counter() - t
     timings.update(est.timings_)
     codes, labels = est.codes_, est.labels_

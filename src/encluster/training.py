@@ -5,18 +5,24 @@ DataLoader overhead), shuffled by a local `torch.Generator` so runs are repeatab
 without touching global random state.
 """
 
+import logging
 import math
-from dataclasses import asdict, dataclass
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 from .progress import progress
 
 LOSSES = {"bce": nn.BCELoss, "mse": nn.MSELoss}
 SCHEDULES = ("constant", "cosine")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,7 +67,44 @@ def learning_rate_at(step, total_steps, config):
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / total_steps))
 
 
-def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0):
+class TrainingInterrupted(Exception):
+    """Training stopped on request (Ctrl-C); its state is in the checkpoint."""
+
+
+@dataclass
+class Checkpoint:
+    """Where training state is kept so an interrupted fit can resume exactly.
+
+    path : Path
+        The checkpoint file, rewritten atomically at every epoch's end and on a stop.
+    resume : bool
+        Start from the file's state instead of from scratch.
+    stop : threading.Event
+        Set it (e.g. from a SIGINT handler) to stop after the current batch.
+    """
+
+    path: Path
+    resume: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    active: bool = False  # True while the training loop runs (and can stop cleanly)
+
+    def save(self, state):
+        tmp = self.path.with_name(f".{self.path.name}.partial")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self):
+        # weights_only: our own file, still never unpickled as arbitrary objects.
+        try:
+            return torch.load(self.path, weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:  # torch raises a variety of errors for damaged files
+            raise ModelError(f"{self.path}: unreadable checkpoint ({type(exc).__name__}); "
+                             "start over without --resume") from None
+
+
+def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, checkpoint=None):
     """Fit `model` to reconstruct `X`; return the mean loss of each epoch.
 
     Parameters
@@ -71,37 +114,83 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0):
     config : TrainingConfig
     generator : torch.Generator
         Source of the shuffling order.
+    checkpoint : Checkpoint, optional
+        Save state at each epoch's end and when `checkpoint.stop` is set (then raise
+        `TrainingInterrupted`); with ``checkpoint.resume``, continue from the saved state.
+        A resumed fit ends with exactly the weights an uninterrupted one would have (CPU).
     """
-    data = torch.as_tensor(X, dtype=torch.float32)
-    n = len(data)
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    loss_fn = LOSSES[config.loss]()
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    history = []
-    step = 0
-    with progress("training", total_steps, verbose) as bar:
-        for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=generator)
-            total = torch.zeros((), dtype=torch.float64)
-            for start in range(0, n, config.batch_size):
-                batch = data[order[start : start + config.batch_size]].to(device, non_blocking=True)
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate_at(step, total_steps, config)
-                loss = loss_fn(model(batch), batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                total += loss.detach().double().cpu() * len(batch)
-                # Reading the running loss syncs an accelerator: do it only now and then.
-                fields = {"loss": float(total) / (start + len(batch))} if step % 10 == 0 else {}
-                bar.advance(1, **fields)
-            history.append(float(total) / n)
-            bar.epoch_done(epoch + 1, config.epochs, loss=history[-1])
+    run = _TrainingRun(model, torch.as_tensor(X, dtype=torch.float32), config, generator, device, checkpoint)
+    if checkpoint is not None and checkpoint.resume:
+        run.restore(checkpoint.load())
+    if checkpoint is not None:
+        checkpoint.active = True
+    try:
+        run.loop(verbose)
+    finally:
+        if checkpoint is not None:
+            checkpoint.active = False
     model.eval()
-    return history
+    return run.state["history"]
+
+
+class _TrainingRun:
+    """The loop's state in one place, so it can be saved and restored mid-epoch."""
+
+    def __init__(self, model, data, config, generator, device, checkpoint):
+        self.model = model.to(device).train()
+        self.data, self.config, self.generator, self.device, self.checkpoint = data, config, generator, device, checkpoint
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self.loss_fn = LOSSES[config.loss]()
+        self.total_steps = math.ceil(len(data) / config.batch_size) * config.epochs
+        # Epoch, batch offset within it, that epoch's sample order and its loss so far.
+        self.state = {"epoch": 0, "start": 0, "step": 0, "order": None, "total": 0.0, "history": []}
+
+    def snapshot(self):
+        return {**self.state, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def restore(self, saved):
+        if saved is None:
+            return
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.generator.set_state(saved["generator"])
+        self.state = {k: saved[k] for k in self.state}
+        self.state["history"] = list(self.state["history"])
+        log.info("resuming training at epoch %d, sample %d", self.state["epoch"] + 1, self.state["start"])
+
+    def step(self, batch):
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
+        loss = self.loss_fn(self.model(batch), batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def loop(self, verbose):
+        state, n, size = self.state, len(self.data), self.config.batch_size
+        with progress("training", self.total_steps, verbose) as bar:
+            bar.advance(state["step"])
+            while state["epoch"] < self.config.epochs:
+                if state["order"] is None:
+                    state.update(order=torch.randperm(n, generator=self.generator), start=0, total=0.0)
+                while state["start"] < n:
+                    batch = self.data[state["order"][state["start"] : state["start"] + size]]
+                    loss = self.step(batch.to(self.device, non_blocking=True))
+                    state["step"] += 1
+                    state["start"] += len(batch)
+                    state["total"] += loss * len(batch)
+                    bar.advance(1, **({"loss": state["total"] / state["start"]} if state["step"] % 10 == 0 else {}))
+                    if self.checkpoint is not None and self.checkpoint.stop.is_set():
+                        self.checkpoint.save(self.snapshot())
+                        raise TrainingInterrupted(f"stopped in epoch {state['epoch'] + 1}; "
+                                                  f"checkpoint in {self.checkpoint.path}")
+                state["history"].append(state["total"] / n)
+                state.update(epoch=state["epoch"] + 1, order=None)
+                bar.epoch_done(state["epoch"], self.config.epochs, loss=state["history"][-1])
+                if self.checkpoint is not None:
+                    self.checkpoint.save(self.snapshot())
 
 
 @torch.inference_mode()

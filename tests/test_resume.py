@@ -1,0 +1,102 @@
+"""Interrupt and resume with real processes: Ctrl-C and SIGKILL at several points."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+# Long enough (dozens of short epochs) that signals land inside training.
+ARGS = ["--dataset", "mnist", "--max-samples", "2000", "--epochs", "30", "--batch-size", "100",
+        "--n-init", "2", "--no-plots", "--no-baseline", "-q", "--seed", "5"]
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "encluster", "run", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def checkpoint_of(out):
+    return out.with_name(f".{out.name}.partial") / "checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    proc = start(*ARGS, "--out", out)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return np.load(out / "assignments.npy"), json.loads((out / "metrics.json").read_text())["history"]
+
+
+def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start(*ARGS, "--out", out)
+    wait_for(checkpoint_of(out), proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"encluster run --resume {out}" in err and "Traceback" not in err
+    assert not out.exists() and checkpoint_of(out).exists()
+    resumed = subprocess.run([sys.executable, "-m", "encluster", "run", "--resume", str(out), "-q"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    labels, history = uninterrupted
+    assert np.array_equal(np.load(out / "assignments.npy"), labels)
+    assert json.loads((out / "metrics.json").read_text())["history"] == history
+    assert not checkpoint_of(out).parent.exists()
+
+
+def test_sigkill_at_several_points_then_resume(uninterrupted, tmp_path):
+    """Kill the same run again and again (before, during and after epochs); every time
+    no complete-looking result may exist, and the final resume must equal the reference."""
+    out = tmp_path / "run"
+    kills = 0
+    proc = start(*ARGS, "--out", out)
+    for delay in (0.0, 0.05, 0.3, 0.0, 0.6):
+        wait_for(checkpoint_of(out), proc)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        kills += 1
+        if out.exists():  # it finished before the kill: then it must be complete
+            break
+        assert not (out / "metrics.json").exists()
+        proc = start("--resume", out, "-q")
+    else:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    assert kills == 5
+    labels, history = uninterrupted
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.array_equal(np.load(out / "assignments.npy"), labels)
+    assert metrics["history"] == history
+
+
+def test_fresh_run_refuses_to_clobber_an_interrupted_one(tmp_path):
+    out = tmp_path / "run"
+    partial = out.with_name(f".{out.name}.partial")
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "encluster", "run", *ARGS, "--out", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "--resume" in result.stderr and partial.exists()
+
+
+def test_resume_without_an_interrupted_run(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "encluster", "run", "--resume", str(tmp_path / "nothing")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "no interrupted run" in result.stderr
