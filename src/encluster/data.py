@@ -3,7 +3,9 @@ user's own files (.npy, .npz, .csv, a folder of images), all through `load_datas
 
 import csv
 import logging
+import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,51 +244,76 @@ def load_file(path, *, label_column=None):
         return readers[suffix](path)
     except PermissionError:
         raise DataError(f"{path}: permission denied; make the file readable") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a file") from None
 
 
-def _as_image_stack(name, X, y):
+def _as_image_stack(path, X, y, name=None):
     """Flatten 3-D/4-D arrays of images and remember their shape."""
     X = np.asarray(X)
+    name = name or path.stem
     if X.ndim == 2:
-        return Dataset(name, check_samples(X), check_labels(y, len(X)))
+        return Dataset(name, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)))
     if X.ndim == 3 or (X.ndim == 4 and X.shape[-1] in (1, 3)):
         shape = X.shape[1:3] if X.ndim == 3 or X.shape[-1] == 1 else X.shape[1:]
-        flat = check_samples(X.reshape(len(X), -1))
-        return Dataset(name, flat, check_labels(y, len(X)), tuple(shape))
-    raise DataError(f"{name}: array of shape {X.shape}; expected (n, features), (n, h, w) or (n, h, w, 1|3)")
+        flat = check_samples(X.reshape(len(X), -1), name=str(path))
+        return Dataset(name, flat, check_labels(y, len(X), name=str(path)), tuple(shape))
+    raise DataError(f"{path}: array of shape {X.shape}; expected (n, features), (n, h, w) or (n, h, w, 1|3)")
 
 
-def _np_load(path):
+def _check_npy_header(fp, available, source):
+    """Check that an .npy header is sane and matches the bytes that follow it, before
+    anything is allocated: a header claiming 10^12 rows must not be believed."""
+    fmt = np.lib.format
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        # Raised for object arrays (which would need pickle) and for corrupted headers.
-        raise DataError(f"{path}: cannot be loaded without pickle or is corrupted ({exc}); save plain numeric arrays") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable numpy file ({exc}); re-save it with numpy.save/savez") from None
+        version = fmt.read_magic(fp)
+        readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        if version not in readers:
+            raise DataError(f"{source}: .npy format version {version} is not supported; re-save it with numpy.save")
+        shape, _, dtype = readers[version](fp)
+    except DataError:
+        raise
+    except Exception as exc:  # numpy raises ValueError, SyntaxError, EOFError... for damaged headers
+        raise DataError(f"{source}: not a valid .npy array ({type(exc).__name__}); re-save it with numpy.save") from None
+    if dtype.hasobject:
+        raise DataError(f"{source}: holds Python objects, which cannot be loaded without pickle; save plain numeric arrays")
+    expected = dtype.itemsize * math.prod(shape)
+    actual = available - fp.tell()
+    if actual != expected:
+        raise DataError(f"{source}: header declares shape {shape} of {dtype} ({expected} bytes) but {actual} bytes "
+                        "follow; the file is truncated or corrupted")
 
 
 def _load_npy(path):
-    X = _np_load(path)
-    if not isinstance(X, np.ndarray):
-        raise DataError(f"{path}: holds several arrays; name it .npz")
-    return _as_image_stack(path.stem, X, None)
+    with open(path, "rb") as fp:
+        _check_npy_header(fp, path.stat().st_size, path)
+    try:
+        X = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot be read as .npy ({type(exc).__name__}); re-save it with numpy.save") from None
+    return _as_image_stack(path, X, None)
 
 
 def _load_npz(path):
     try:
-        with _np_load(path) as archive:
-            if "X" not in archive.files:
-                raise DataError(f"{path}: has arrays {archive.files}; expected one named X (and optionally y)")
-            X = archive["X"]
-            y = archive["y"] if "y" in archive.files else None
-    except (ValueError, OSError, EOFError) as exc:
-        if isinstance(exc, DataError):
-            raise
-        raise DataError(f"{path}: corrupted .npz archive ({exc}); re-save it with numpy.savez") from None
-    except Exception as exc:  # zipfile.BadZipFile and friends from a damaged archive
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            names = [n[:-4] for n in members if n.endswith(".npy")]
+            if "X" not in names:
+                raise DataError(f"{path}: has arrays {names}; expected one named X (and optionally y)")
+            arrays = {}
+            for name in ("X", "y"):
+                if name in names:
+                    info = members[f"{name}.npy"]
+                    with archive.open(info) as fp:
+                        _check_npy_header(fp, info.file_size, f"{path}:{name}")
+                    with archive.open(info) as fp:
+                        arrays[name] = np.lib.format.read_array(fp, allow_pickle=False)
+    except DataError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, EOFError... from a damaged archive
         raise DataError(f"{path}: corrupted .npz archive ({type(exc).__name__}); re-save it with numpy.savez") from None
-    return _as_image_stack(path.stem, X, y)
+    return _as_image_stack(path, arrays["X"], arrays.get("y"))
 
 
 def _is_number(text):
@@ -340,11 +367,12 @@ def _load_csv(path, label_column):
         raw = [row[label_index].strip() for row in rows]
         names, y = np.unique(raw, return_inverse=True)
         names = [str(n) for n in names]
-    return Dataset(path.stem, check_samples(X), check_labels(y, len(X)), class_names=names)
+    return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
+                   class_names=names)
 
 
 def _load_image_folder(path):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs:
@@ -365,8 +393,8 @@ def _load_image_folder(path):
                 with Image.open(f) as im:
                     im.load()
                     images.append(im.copy())
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(f"{f}: not a readable image ({exc}); remove or replace it") from None
+            except Exception as exc:  # Pillow raises many types for damaged or hostile files
+                raise DataError(f"{f}: not a readable image ({type(exc).__name__}); remove or replace it") from None
             labels.append(label)
     if not images:
         raise DataError(f"{path}: no images found; put image files (or class sub-folders of them) in it")
@@ -377,7 +405,7 @@ def _load_image_folder(path):
     mode = "RGB" if color else "L"
     stack = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in images])
     y = np.asarray(labels, dtype=np.int64) if names else None
-    dataset = _as_image_stack(path.name, stack, y)
+    dataset = _as_image_stack(path, stack, y, name=path.name)
     dataset.class_names = names
     return dataset
 

@@ -61,6 +61,18 @@ class AutoencoderSpec:
         return {**asdict(self), "hidden": list(self.hidden), "decoder_hidden": list(self.decoder_hidden)}
 
 
+def parameter_shapes(spec):
+    """The name and shape of every parameter `Autoencoder(spec)` has, computed without
+    building it, so a saved file can be checked before any memory is allocated."""
+    shapes = {}
+    for part, sizes in (("encoder", [spec.n_features, *spec.hidden, spec.code_size]),
+                        ("decoder", [spec.code_size, *spec.decoder_hidden, spec.n_features])):
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes[f"{part}.{2 * i}.weight"] = (n_out, n_in)
+            shapes[f"{part}.{2 * i}.bias"] = (n_out,)
+    return shapes
+
+
 def _stack(sizes, activation, last_activation):
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import ModelError
-from .models import Autoencoder, AutoencoderSpec
+from .models import Autoencoder, AutoencoderSpec, parameter_shapes
 from .scaling import MODES, Scaler
 from .training import TrainingConfig
 
@@ -114,38 +113,40 @@ def load_model(cls, path):
                          "or belong to another model")
     try:
         tensors = load_file(weights_path)
+    except Exception as exc:  # SafetensorError and friends, for a damaged file
+        raise ModelError(f"{weights_path}: not a valid safetensors file ({type(exc).__name__})") from None
+    try:
         spec = AutoencoderSpec(**meta["autoencoder"])
         training = TrainingConfig(**meta["training"])
         est = cls(**meta["params"])
         scaler_mode = meta["scaler"]
         n_features, n_clusters = int(meta["n_features_in"]), int(meta["n_clusters"])
         seed, history = int(meta["seed"]), [float(h) for h in meta["history"]]
-    except SafetensorError as exc:
-        raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path / META}: missing or invalid entry ({exc}); the file is corrupted") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path / META}: missing or invalid entry ({type(exc).__name__}: {exc}); "
+                         "the file is corrupted") from None
     if scaler_mode not in MODES or spec.n_features != n_features:
         raise ModelError(f"{path / META}: inconsistent description (scaler {scaler_mode!r}, "
                          f"{spec.n_features} vs {n_features} features)")
-    model = Autoencoder(spec)
     state = {k[len("autoencoder."):]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
-    expected = model.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
+    # Compare shapes before building the network: a tampered model.json claiming huge
+    # layers must not make us allocate them.
+    expected = parameter_shapes(spec)
+    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
         raise ModelError(f"{weights_path}: weight names or shapes do not match the architecture in model.json")
-    model.load_state_dict(state)
-    model.eval()
     centers = tensors.get("cluster_centers")
     if centers is None or tuple(centers.shape) != (n_clusters, spec.code_size):
         raise ModelError(f"{weights_path}: cluster centres missing or not of shape ({n_clusters}, {spec.code_size})")
     if scaler_mode == "minmax":
-        try:
-            scaler = Scaler("minmax", tensors["scaler.data_min"].numpy(), tensors["scaler.data_max"].numpy())
-        except KeyError:
-            raise ModelError(f"{weights_path}: the min-max scaler's range is missing") from None
-        if scaler.data_min.shape != (n_features,) or scaler.data_max.shape != (n_features,):
-            raise ModelError(f"{weights_path}: scaler range does not have {n_features} features")
+        low, high = tensors.get("scaler.data_min"), tensors.get("scaler.data_max")
+        if low is None or high is None or tuple(low.shape) != (n_features,) or tuple(high.shape) != (n_features,):
+            raise ModelError(f"{weights_path}: the min-max scaler's range is missing or not of {n_features} features")
+        scaler = Scaler("minmax", low.numpy(), high.numpy())
     else:
         scaler = Scaler(scaler_mode)
+    model = Autoencoder(spec)
+    model.load_state_dict(state)
+    model.eval()
     est.autoencoder_ = model
     est.cluster_centers_ = centers.numpy().astype(np.float32)
     est.scaler_ = scaler

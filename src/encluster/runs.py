@@ -94,6 +94,7 @@ class StagedDir:
     def __init__(self, target, *, force=False, resume=False):
         self.target = Path(target)
         self.path = self.target.with_name(f".{self.target.name}.partial")
+        self.created = []  # folders this run creates above the run directory, removed again if it fails
         if resume:
             if self.target.exists():
                 raise RunDirError(f"{self.target} is complete already; there is nothing to resume")
@@ -108,6 +109,7 @@ class StagedDir:
                 raise RunDirError(f"an interrupted run of {self.target} is in {self.path}; continue it with "
                                   f"--resume {self.target} or pass --force to start over")
             shutil.rmtree(self.path)
+        self.created = [p for p in self.target.parents if not p.exists()][::-1]
         try:
             self.path.mkdir(parents=True)
         except OSError as exc:
@@ -124,6 +126,11 @@ class StagedDir:
 
     def discard(self):
         shutil.rmtree(self.path, ignore_errors=True)
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty: something else lives there now
 
 
 @contextmanager

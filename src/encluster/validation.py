@@ -17,7 +17,7 @@ def check_samples(X, *, name="X", min_samples=1):
     if X.ndim != 2:
         raise DataError(f"{name} has shape {X.shape}; expected 2-D (n_samples, n_features): reshape it")
     if X.shape[0] < min_samples:
-        raise DataError(f"{name} has {X.shape[0]} samples; at least {min_samples} are needed")
+        raise DataError(f"{name} has {X.shape[0]} samples; at least {min_samples} needed")
     if X.shape[1] == 0:
         raise DataError(f"{name} has 0 features; expected at least 1 column")
     if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
@@ -26,15 +26,15 @@ def check_samples(X, *, name="X", min_samples=1):
     return X
 
 
-def check_labels(y, n_samples):
+def check_labels(y, n_samples, *, name="y"):
     """Return `y` as a 1-D integer array of length `n_samples` (or None)."""
     if y is None:
         return None
     y = np.asarray(y)
     if y.ndim != 1:
-        raise DataError(f"labels have shape {y.shape}; expected 1-D (n_samples,)")
+        raise DataError(f"{name}: labels have shape {y.shape}; expected 1-D (n_samples,)")
     if len(y) != n_samples:
-        raise DataError(f"{len(y)} labels for {n_samples} samples; the counts must match")
+        raise DataError(f"{name}: {len(y)} labels for {n_samples} samples; the counts must match")
     if not np.issubdtype(y.dtype, np.integer):
         _, y = np.unique(y, return_inverse=True)
     return y.astype(np.int64)
