@@ -113,7 +113,7 @@ CLI_CASES = {
                           "more than the 5 samples"),
     "zero-clusters": (lambda t, m: ["run", "--clusters", "0"], 2, "must be at least 1"),
     "constant-data": (lambda t, m: ["run", "--dataset", _npy(t / "z.npy", np.zeros((20, 4))), "--clusters", "3"], 1,
-                      "only 1 distinct points"),
+                      "all 20 samples are identical"),
     "csv-non-numeric": (lambda t, m: ["run", "--dataset", _write(t / "c.csv", b"a,b\n1,2\n3,x\n")], 1,
                         "is not a number"),
     "csv-ragged": (lambda t, m: ["run", "--dataset", _write(t / "c.csv", b"a,b\n1,2\n3\n")], 1,

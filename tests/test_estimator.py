@@ -149,7 +149,7 @@ def test_wrong_width_for_predict(fitted):
     (np.zeros((3, 4)), {"n_clusters": 0}, ConfigError, "n_clusters=0"),
     (np.zeros((0, 4)), {}, DataError, "0 samples"),
     (np.zeros(4), {}, DataError, "expected 2-D"),
-    (np.zeros((6, 4)), {"n_clusters": 2}, DataError, "only 1 distinct points"),
+    (np.zeros((6, 4)), {"n_clusters": 2}, DataError, "all 6 samples are identical"),
     (np.zeros((6, 4)), {"preset": "nope"}, ConfigError, "unknown preset"),
     (np.zeros((6, 4)), {"loss": "hinge"}, ConfigError, "loss='hinge'"),
     (np.zeros((6, 4)), {"device": "cuda:7"} if not torch.cuda.is_available() else {"n_init": 0},

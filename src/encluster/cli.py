@@ -86,6 +86,7 @@ def build_parser():
     model.add_argument("--no-baseline", dest="baseline", action="store_false",
                        help="skip k-means on the raw pixels (the baseline the encoding is compared with)")
     model.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
+    model.add_argument("--no-report", dest="report", action="store_false", help="skip report.html")
     out = run.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<preset>-<time>)")
     out.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -98,6 +99,12 @@ def build_parser():
     pred.add_argument("--label-column", metavar="NAME", help="CSV column to leave out of the samples")
     pred.add_argument("--out", required=True, metavar="FILE", help="where to write the cluster ids (.npy or .csv)")
     pred.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    rep = sub.add_parser("report", help="write RUN_DIR/report.html, an interactive self-contained page",
+                         description="Write RUN_DIR/report.html: scores, an interactive 3-D view of the codes, "
+                         "decoded centroids, per-cluster galleries, confusion matrix, loss curve, config. "
+                         "The page works offline and can be shared as one file.")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
 
     sub.add_parser("datasets", help="list the built-in data sets and where each is found",
                    description="List the built-in data sets and where each is (or would be) found.")
@@ -134,7 +141,7 @@ def _run_config(args):
                      max_samples=args.max_samples, preset=args.preset, n_clusters=args.clusters, epochs=args.epochs,
                      batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
                      n_init=args.n_init, seed=args.seed, device=args.device, baseline=args.baseline,
-                     plots=args.plots)
+                     plots=args.plots, report=args.report)
 
 
 def _print_summary(metrics, run_dir):
@@ -193,6 +200,14 @@ def _cmd_predict(args):
     return 0
 
 
+def _cmd_report(args):
+    from .runs import report_run
+
+    path = report_run(args.run_dir)
+    print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _cmd_datasets(args):
     from rich.console import Console
     from rich.table import Table
@@ -218,7 +233,7 @@ def main(argv=None):
         return 2
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    commands = {"run": _cmd_run, "predict": _cmd_predict, "datasets": _cmd_datasets}
+    commands = {"run": _cmd_run, "predict": _cmd_predict, "report": _cmd_report, "datasets": _cmd_datasets}
     try:
         return commands[args.command](args)
     except EnclusterError as exc:

@@ -10,8 +10,8 @@ from .errors import DataError
 from .validation import check_n_clusters
 
 
-def kmeans(X, n_clusters, *, n_init=10, random_state=None):
-    """Cluster `X` with k-means; return ``(labels, centers)``.
+def kmeans(X, n_clusters, *, n_init=10, random_state=None, what="data"):
+    """Cluster `X` with k-means; return ``(labels, centers)``. `what` names `X` in errors.
 
     scikit-learn already moves an empty cluster's centre onto the point farthest from
     its own centre during Lloyd's iterations; what it only *warns* about is data with
@@ -28,8 +28,11 @@ def kmeans(X, n_clusters, *, n_init=10, random_state=None):
             model.fit(X)
         except ConvergenceWarning:
             distinct = len(np.unique(X, axis=0))
-            raise DataError(f"the data has only {distinct} distinct points, fewer than n_clusters={n_clusters}; "
-                            f"ask for at most {distinct} clusters or check the data is not constant") from None
+            hint = ("the autoencoder collapsed; check the data is not constant, or train with more epochs or "
+                    "another learning rate" if what == "codes" else
+                    f"ask for at most {distinct} clusters or check the data is not constant")
+            raise DataError(f"the {what} have only {distinct} distinct points, fewer than n_clusters={n_clusters}; "
+                            f"{hint}") from None
     return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
 
 

@@ -126,6 +126,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         device = self._check_params()
         X = check_samples(X)
         check_n_clusters(self.n_clusters, len(X))
+        if self.n_clusters > 1 and len(X) > 1 and (X == X[0]).all():
+            raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
+                            "check the data")
         settings = self._resolved()
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
@@ -150,7 +153,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.timings_["encode"] = time.perf_counter() - clock
         clock = time.perf_counter()
         self.labels_, self.cluster_centers_ = kmeans(self.codes_, self.n_clusters, n_init=self.n_init,
-                                                     random_state=self.seed_)
+                                                     random_state=self.seed_, what="codes")
         self.timings_["cluster"] = time.perf_counter() - clock
         self.n_features_in_ = X.shape[1]
         return self

@@ -8,7 +8,10 @@ from torch import nn
 from .errors import ConfigError
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "linear": nn.Identity}
-INITS = ("xavier", "torch")
+# Glorot & Bengio (2010) give the uniform range for tanh units; sigmoid units, whose
+# slope at 0 is 1/4 of tanh's, need weights 4x larger to pass gradients as well.
+INIT_GAINS = {"xavier": 1.0, "xavier-sigmoid": 4.0}
+INITS = (*INIT_GAINS, "torch")
 
 
 @dataclass
@@ -29,9 +32,10 @@ class AutoencoderSpec:
         Non-linearity on the code ("linear" keeps it unbounded).
     output_activation : str
         Non-linearity on the reconstruction ("sigmoid" for data in [0, 1]).
-    init : {"xavier", "torch"}
+    init : {"xavier", "xavier-sigmoid", "torch"}
         Weight initialisation: Glorot-uniform with zero biases (Keras' default, what
-        the original experiment used) or PyTorch's default.
+        the original experiment used), the same with the 4x range Glorot & Bengio
+        recommend for sigmoid units, or PyTorch's default.
     """
 
     n_features: int
@@ -90,10 +94,10 @@ class Autoencoder(nn.Module):
         self.encoder = _stack([spec.n_features, *spec.hidden, spec.code_size], spec.activation, spec.code_activation)
         self.decoder = _stack([spec.code_size, *spec.decoder_hidden, spec.n_features], spec.activation,
                               spec.output_activation)
-        if spec.init == "xavier":
+        if spec.init in INIT_GAINS:
             for module in self.modules():
                 if isinstance(module, nn.Linear):
-                    nn.init.xavier_uniform_(module.weight)
+                    nn.init.xavier_uniform_(module.weight, gain=INIT_GAINS[spec.init])
                     nn.init.zeros_(module.bias)
 
     def forward(self, x):

@@ -29,11 +29,18 @@ WEIGHTS = "model.safetensors"
 META = "model.json"
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data):
     """Write `data` to `path` so that a reader never sees a half-written file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise whoever shares the run
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 MAX_SCATTER_POINTS = 20000
 
 
-def _to_3d(codes, centers):
+def project_to_3d(codes, centers):
     """Codes wider than 3 are projected with PCA (fitted on the codes); narrower ones padded."""
     width = codes.shape[1]
     if width > 3:
@@ -30,7 +30,7 @@ def _to_3d(codes, centers):
 
 def code_scatter(codes, centers, labels, class_names, path, *, title, color_by="true label"):
     """3-D scatter of the codes, one colour per class, centroids as large black crosses."""
-    points, cents, space = _to_3d(np.asarray(codes, dtype=np.float64), np.asarray(centers, dtype=np.float64))
+    points, cents, space = project_to_3d(np.asarray(codes, dtype=np.float64), np.asarray(centers, dtype=np.float64))
     note = ""
     if len(points) > MAX_SCATTER_POINTS:
         keep = np.random.default_rng(0).choice(len(points), MAX_SCATTER_POINTS, replace=False)

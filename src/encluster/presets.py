@@ -15,12 +15,12 @@ PRESETS = {
         "activation": "sigmoid",
         "code_activation": "sigmoid",
         "output_activation": "sigmoid",
-        "init": "xavier",
-        "epochs": 40,
-        "batch_size": 128,
-        "learning_rate": 1e-2,
+        "init": "xavier-sigmoid",
+        "epochs": 30,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
         "loss": "bce",
-        "schedule": "cosine",
+        "schedule": "constant",
     },
 }
 DEFAULT_PRESET = "seed"

@@ -30,6 +30,7 @@ from .estimator import EncodingClusterer
 from .metrics import contingency, hungarian_matching, score
 from .persistence import atomic_write_json
 from .presets import DEFAULT_PRESET
+from .report import write_report
 from .training import Checkpoint, TrainingInterrupted
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class RunConfig:
     device: str = "cpu"
     baseline: bool = True
     plots: bool = True
+    report: bool = True
 
     @classmethod
     def from_json(cls, path):
@@ -181,10 +183,12 @@ def _execute(config, staged, *, resume, verbose):
     checkpoint = Checkpoint(staged.path / "checkpoint.pt", resume=resume)
     try:
         with _stop_on_sigint(checkpoint):
-            metrics = _run(config, staged.path, checkpoint, verbose)
+            metrics, dataset, est = _run(config, staged.path, checkpoint, verbose)
         metrics["total_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
         atomic_write_json(staged.path / "metrics.json", metrics)
+        if config.report:
+            _write_run_report(staged.path, config, metrics, dataset, est)
         checkpoint.path.unlink(missing_ok=True)
         staged.commit()
     except (TrainingInterrupted, KeyboardInterrupt):
@@ -254,7 +258,36 @@ def _run(config, out, checkpoint, verbose):
     metrics["train_seconds"] = round(timings["train"], 2)
     metrics["timings"] = {k: round(v, 2) for k, v in timings.items()}
     metrics["history"] = est.history_
-    return metrics
+    return metrics, dataset, est
+
+
+def _write_run_report(out, config, metrics, dataset, est):
+    images = est.scaler_.transform(dataset.X) if dataset.image_shape is not None else None
+    return write_report(out / "report.html", metrics=metrics, config=dataclasses.asdict(config), codes=est.codes_,
+                 labels=est.labels_, centers=est.cluster_centers_, history=est.history_,
+                 loss_name=est.training_.loss, y=dataset.y, class_names=dataset.class_names, images=images,
+                 centroid_images=est.decode(est.cluster_centers_) if images is not None else None,
+                 image_shape=dataset.image_shape)
+
+
+def report_run(run_dir):
+    """Write (or rewrite) RUN_DIR/report.html from a finished run, reloading its data."""
+    run_dir = Path(run_dir)
+    for name in ("metrics.json", "config.json", "codes.npy", "assignments.npy"):
+        if not (run_dir / name).is_file():
+            raise RunDirError(f"{run_dir}: {name} is missing; give a finished run directory")
+    config = RunConfig.from_json(run_dir / "config.json")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    est = EncodingClusterer.load(run_dir)
+    dataset = load_dataset(config.dataset, split=config.split, data_dir=config.data_dir,
+                           label_column=config.label_column, scale=False, max_samples=config.max_samples,
+                           random_state=config.seed)
+    est.codes_ = np.load(run_dir / "codes.npy", allow_pickle=False)
+    est.labels_ = np.load(run_dir / "assignments.npy", allow_pickle=False)
+    if len(est.codes_) != dataset.n_samples:
+        raise RunDirError(f"{run_dir}: the data set now has {dataset.n_samples} samples but the run had "
+                          f"{len(est.codes_)}; the data changed since the run")
+    return _write_run_report(run_dir, config, metrics, dataset, est)
 
 
 def _plot(est, dataset, metrics, out):

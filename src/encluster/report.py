@@ -1,0 +1,288 @@
+"""A run's report: one self-contained HTML file (plotly.js and every image embedded, no
+network request) with the scores, an interactive 3-D view of the codes, the decoded
+centroids, per-cluster galleries, the confusion matrix, the loss curve and the config."""
+
+import base64
+import html
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import SCORE_NAMES
+from .persistence import atomic_write_bytes
+from .plots import MAX_SCATTER_POINTS, project_to_3d
+
+log = logging.getLogger(__name__)
+
+GALLERY_SIZE = 8
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+           "#dbdb8d", "#9edae5"]
+
+
+def _png_data_uri(image):
+    """A uint8 (h, w) or (h, w, 3) array as a data: URI."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _as_uint8_images(samples, image_shape):
+    return (np.clip(np.asarray(samples, dtype=np.float32), 0, 1) * 255).round().astype(np.uint8).reshape(
+        (len(samples), *image_shape))
+
+
+def _atlas(images):
+    """All hover images tiled into one PNG (compresses far better than one PNG each)."""
+    n, h, w = images.shape[:3]
+    cols = max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    sheet = np.zeros((rows * h, cols * w, *images.shape[3:]), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
+    return _png_data_uri(sheet), cols
+
+
+def _name(names, value):
+    return names[value] if names is not None and value < len(names) else str(value)
+
+
+def _scatter_figure(codes, centers, y, labels, class_names, shown):
+    """Traces per true class and per cluster (one group visible at a time) plus centroids."""
+    points, cents, space = project_to_3d(codes, centers)
+    points = points[shown]
+    clusters = labels[shown]
+    groups = []
+    if y is not None:
+        classes = y[shown]
+        groups.append(("label", [(f"class {_name(class_names, c)}", classes == c) for c in np.unique(classes)]))
+    groups.append(("cluster", [(f"cluster {k}", clusters == k) for k in np.unique(clusters)]))
+    data, visibility = [], {}
+    for group, members in groups:
+        start = len(data)
+        for i, (name, sel) in enumerate(members):
+            idx = np.flatnonzero(sel)
+            custom = np.stack([shown[idx], (y[shown][idx] if y is not None else -np.ones(len(idx), int)),
+                               clusters[idx], idx], axis=1)
+            data.append({"type": "scatter3d", "mode": "markers", "name": name, "x": points[idx, 0].tolist(),
+                         "y": points[idx, 1].tolist(), "z": points[idx, 2].tolist(),
+                         "customdata": custom.tolist(), "meta": group,
+                         "marker": {"size": 2, "color": PALETTE[i % len(PALETTE)], "opacity": 0.7},
+                         "hovertemplate": "sample %{customdata[0]}<br>label %{customdata[1]}<br>"
+                                          "cluster %{customdata[2]}<extra></extra>",
+                         "visible": group == groups[0][0]})
+        visibility[group] = (start, len(data))
+    data.append({"type": "scatter3d", "mode": "markers+text", "name": "centroids", "meta": "centroids",
+                 "x": cents[:, 0].tolist(), "y": cents[:, 1].tolist(), "z": cents[:, 2].tolist(),
+                 "text": [str(k) for k in range(len(cents))], "textposition": "top center",
+                 "marker": {"size": 9, "color": "black", "symbol": "x", "line": {"width": 2}}, "hovertemplate": "centroid %{text}<extra></extra>"})
+    buttons = []
+    for group, (start, end) in visibility.items():
+        visible = [start <= i < end for i in range(len(data) - 1)] + [True]
+        buttons.append({"label": f"colour by {group}", "method": "restyle", "args": [{"visible": visible}]})
+    layout = {"margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "height": 640, "legend": {"itemsizing": "constant"},
+              "title": {"text": space, "font": {"size": 13}},
+              "scene": {"xaxis": {"title": {"text": "code 1"}}, "yaxis": {"title": {"text": "code 2"}},
+                        "zaxis": {"title": {"text": "code 3"}}},
+              "updatemenus": [{"type": "buttons", "direction": "right", "x": 0, "y": 1.06, "xanchor": "left",
+                               "buttons": buttons}] if len(buttons) > 1 else []}
+    return {"data": data, "layout": layout}
+
+
+def _confusion_figure(confusion, matching, class_names):
+    table = np.asarray(confusion)
+    names = [_name(class_names, c) for c in range(table.shape[1])]
+    shapes = [{"type": "rect", "x0": c - 0.5, "x1": c + 0.5, "y0": r - 0.5, "y1": r + 0.5,
+               "line": {"color": "red", "width": 2}} for r, c in matching.items()]
+    return {"data": [{"type": "heatmap", "z": table.tolist(), "x": list(range(table.shape[1])),
+                      "y": list(range(table.shape[0])), "colorscale": "Blues", "text": table.tolist(),
+                      "texttemplate": "%{text}", "hovertemplate": "cluster %{y}, class %{x}: %{z}<extra></extra>"}],
+            "layout": {"height": 120 + 32 * table.shape[0], "margin": {"t": 30},
+                       "xaxis": {"title": {"text": "true class"}, "tickvals": list(range(len(names))),
+                                 "ticktext": names},
+                       "yaxis": {"title": {"text": "cluster"}, "autorange": "reversed", "dtick": 1},
+                       "shapes": shapes, "title": {"text": "red: Hungarian matching of clusters to classes",
+                                                   "font": {"size": 13}}}}
+
+
+def _loss_figure(history, loss_name):
+    return {"data": [{"type": "scatter", "mode": "lines+markers", "x": list(range(1, len(history) + 1)),
+                      "y": history, "name": loss_name}],
+            "layout": {"height": 320, "margin": {"t": 20}, "xaxis": {"title": {"text": "epoch"}},
+                       "yaxis": {"title": {"text": f"mean {loss_name} loss"}}}}
+
+
+def _galleries(codes, centers, labels, images, y, class_names):
+    """Per cluster: the members nearest the centroid and the farthest (least typical) ones."""
+    parts = []
+    for k, center in enumerate(centers):
+        members = np.flatnonzero(labels == k)
+        if len(members) == 0:
+            continue
+        dist = np.linalg.norm(codes[members] - center, axis=1)
+        order = members[np.argsort(dist, kind="stable")]
+        rows = []
+        for title, chosen in (("nearest the centroid", order[:GALLERY_SIZE]),
+                              ("farthest from it (least sure)", order[::-1][:GALLERY_SIZE])):
+            cells = "".join(
+                f'<figure><img class="sample" src="{_png_data_uri(images[i])}" alt="sample {i}">'
+                f"<figcaption>#{i}{'' if y is None else ' · ' + html.escape(_name(class_names, y[i]))}</figcaption></figure>"
+                for i in chosen)
+            rows.append(f"<div class='gallery-row'><h4>{title}</h4><div class='tiles'>{cells}</div></div>")
+        parts.append(f"<div class='cluster'><h3>cluster {k} <small>({len(members):,} samples)</small></h3>"
+                     + "".join(rows) + "</div>")
+    return "".join(parts)
+
+
+def _scores_table(runs):
+    """Scores on the encoding (and raw pixels) for one or several runs."""
+    head = "<tr><th>run</th><th>data</th>" + "".join(f"<th>{n}</th>" for n in SCORE_NAMES) + "</tr>"
+    body = []
+    for label, metrics in runs:
+        for kind, scores in (("encoding", metrics), ("raw pixels", metrics.get("pixels"))):
+            if not scores or scores.get("acc") is None:
+                continue
+            cells = "".join(f'<td data-run="{html.escape(label)}" data-kind="{kind}" data-metric="{n}" '
+                            f'data-value="{scores[n]!r}">{scores[n]:.4f}</td>' for n in SCORE_NAMES)
+            body.append(f"<tr><td>{html.escape(label)}</td><td>{kind}</td>{cells}</tr>")
+    if not body:
+        return "<p>No labels, so no scores: the clusters are shown as found.</p>"
+    return f"<table class='scores'>{head}{''.join(body)}</table>"
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;background:#f6f7f9}
+header{background:#1d2433;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#c9d1e0;font-size:14px}main{padding:18px 28px;max-width:1400px}
+section{background:#fff;border-radius:8px;padding:14px 18px;margin-bottom:18px;box-shadow:0 1px 3px #0001}
+h2{font-size:18px;margin:0 0 10px}h3{font-size:15px;margin:10px 0 4px}h4{font-size:12px;margin:4px 0;color:#667}
+table.scores{border-collapse:collapse;font-variant-numeric:tabular-nums}
+table.scores td,table.scores th{padding:4px 12px;border-bottom:1px solid #e3e6eb;text-align:right}
+table.scores td:first-child,table.scores td:nth-child(2),table.scores th{text-align:left}
+.facts{display:flex;flex-wrap:wrap;gap:8px 22px;font-size:14px;margin:10px 0 0}.facts b{color:#445}
+.scatter-wrap{display:flex;gap:16px}.scatter-wrap #scatter{flex:1;min-width:0}
+#hover-panel{width:190px;font-size:13px}#hover-panel canvas{width:168px;height:168px;image-rendering:pixelated;
+border:1px solid #ccd;background:#000}
+.centroids{display:flex;flex-wrap:wrap;gap:10px}.tiles{display:flex;gap:6px}figure{margin:0;text-align:center;font-size:12px}
+img.centroid{width:84px;height:84px;image-rendering:pixelated;border:1px solid #ccd}
+img.sample{width:42px;height:42px;image-rendering:pixelated}.tiles figure{width:48px;font-size:10px}
+.clusters{display:grid;grid-template-columns:repeat(auto-fill,minmax(470px,1fr));gap:10px}
+.cluster{border:1px solid #e3e6eb;border-radius:6px;padding:6px 10px}pre{font-size:12px;overflow:auto}
+.note{color:#667;font-size:13px}
+"""
+
+HOVER_JS = """
+const scatter = document.getElementById('scatter');
+const atlas = document.getElementById('atlas');
+const panel = document.getElementById('hover-text');
+const canvas = document.getElementById('hover-canvas');
+scatter.on('plotly_hover', (event) => {
+  const p = event.points[0];
+  if (!p.customdata) return;
+  const [index, label, cluster, tile] = p.customdata;
+  panel.textContent = `sample ${index} · label ${label < 0 ? 'unknown' : LABEL_NAMES[label] ?? label} · cluster ${cluster}`;
+  if (!atlas || !canvas) return;
+  const shown = SHOWN_TILE[index];
+  const [h, w, cols] = ATLAS;
+  const ctx = canvas.getContext('2d');
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.drawImage(atlas, (shown % cols) * w, Math.floor(shown / cols) * h, w, h, 0, 0, canvas.width, canvas.height);
+});
+"""
+
+
+def render_report(*, metrics, config, codes, labels, centers, history, loss_name, y=None, class_names=None,
+                  images=None, centroid_images=None, image_shape=None):
+    """Build the report's HTML (a string). `images` are the samples in [0, 1], flattened."""
+    import plotly.offline
+
+    n = len(codes)
+    shown = np.arange(n)
+    subsample_note = ""
+    if n > MAX_SCATTER_POINTS:
+        shown = np.sort(np.random.default_rng(0).choice(n, MAX_SCATTER_POINTS, replace=False))
+        subsample_note = (f"{MAX_SCATTER_POINTS:,} of {n:,} points are shown, drawn at random with a fixed "
+                          "seed (0); scores use every sample.")
+    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown),
+               "loss": _loss_figure(history, loss_name)}
+    if metrics.get("confusion") is not None:
+        figures["confusion"] = _confusion_figure(metrics["confusion"], {int(k): v for k, v in metrics["matching"].items()},
+                                                 class_names)
+    is_image = images is not None and image_shape is not None
+    atlas_html, atlas_js = "", "const ATLAS = null; const SHOWN_TILE = {};"
+    if is_image:
+        tiles = _as_uint8_images(images[shown], image_shape)
+        uri, cols = _atlas(tiles)
+        atlas_html = f'<img id="atlas" src="{uri}" hidden alt="">'
+        atlas_js = (f"const ATLAS = [{image_shape[0]}, {image_shape[1]}, {cols}];\n"
+                    f"const SHOWN_TILE = Object.fromEntries({json.dumps(shown.tolist())}.map((s, i) => [s, i]));")
+    names_js = f"const LABEL_NAMES = {json.dumps(list(class_names) if class_names else [])};"
+
+    title = f"{metrics['dataset']} · preset {metrics['preset']} · seed {metrics['seed']}"
+    facts = {"samples": f"{metrics['n_samples']:,}", "features": metrics.get("n_features"),
+             "clusters": metrics["n_clusters"], "train": f"{metrics.get('train_seconds', 0):.1f} s",
+             "total": f"{metrics.get('total_seconds', 0):.1f} s", "peak memory": f"{metrics.get('peak_memory_mb', 0):.0f} MB",
+             "final loss": f"{metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None else "-",
+             "encluster": metrics.get("encluster_version")}
+    facts_html = "".join(f"<span><b>{k}</b> {html.escape(str(v))}</span>" for k, v in facts.items())
+    sections = [f"<section><h2>Scores</h2>{_scores_table([(title, metrics)])}<div class='facts'>{facts_html}</div>"
+                "<p class='note'>ACC: best one-to-one matching of clusters to classes; purity: majority class share; "
+                "mean_cluster_purity: the original experiment's mean over clusters.</p></section>"]
+    hover_panel = ("<div id='hover-panel'><canvas id='hover-canvas' width='168' height='168'></canvas>"
+                   "<p id='hover-text'>hover a point to see the sample</p></div>" if is_image else
+                   "<div id='hover-panel'><p id='hover-text'>hover a point to see its index</p></div>")
+    sections.append(f"<section><h2>The codes</h2><p class='note'>{subsample_note} Drag to rotate; the buttons "
+                    f"switch the colours between true label and cluster; black crosses are the centroids.</p>"
+                    f"<div class='scatter-wrap'><div id='scatter'></div>{hover_panel}</div></section>")
+    if is_image and centroid_images is not None:
+        cents = _as_uint8_images(centroid_images, image_shape)
+        sizes = metrics.get("cluster_sizes", [])
+        figs = "".join(f'<figure><img class="centroid" src="{_png_data_uri(img)}" alt="centroid {k}">'
+                       f"<figcaption>cluster {k}<br>{sizes[k] if k < len(sizes) else 0:,} samples</figcaption></figure>"
+                       for k, img in enumerate(cents))
+        sections.append(f"<section><h2>Decoded centroids</h2><div class='centroids'>{figs}</div></section>")
+        all_images = _as_uint8_images(images, image_shape)
+        sections.append("<section><h2>What each cluster holds</h2><div class='clusters'>"
+                        f"{_galleries(codes, centers, labels, all_images, y, class_names)}</div></section>")
+    elif not is_image:
+        sections.append("<section><p class='note'>The samples are not images, so the decoded centroids and the "
+                        "galleries are left out.</p></section>")
+    if "confusion" in figures:
+        sections.append("<section><h2>Confusion matrix</h2><div id='confusion'></div></section>")
+    sections.append("<section><h2>Training loss</h2><div id='loss'></div></section>")
+    sections.append("<section><details><summary>Full configuration</summary><pre>"
+                    f"{html.escape(json.dumps(config, indent=2))}</pre></details></section>")
+    plots_js = "\n".join(f"Plotly.newPlot('{key}', FIGURES['{key}'].data, FIGURES['{key}'].layout, "
+                         "{responsive: true, displaylogo: false});" for key in figures)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>encluster report: {html.escape(title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{STYLE}</style>
+<script>{plotly.offline.get_plotlyjs()}</script></head>
+<body><header><h1>encluster report</h1><p>{html.escape(title)}</p></header><main>
+{''.join(sections)}{atlas_html}
+</main>
+<script>
+const FIGURES = {json.dumps(figures)};
+{names_js}
+{atlas_js}
+{plots_js}
+{HOVER_JS}
+</script></body></html>
+"""
+
+
+def write_report(path, **parts):
+    """Render and write the report atomically; return its path."""
+    path = Path(path)
+    atomic_write_bytes(path, render_report(**parts).encode("utf-8"))
+    log.info("report written to %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path

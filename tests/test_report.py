@@ -1,0 +1,146 @@
+"""The HTML report, opened in a real headless Chromium with the network blocked."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must install Debian's chromium for the report tests (see .ci/run)")
+    pytest.skip("needs Debian's chromium (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader"]
+
+
+def _run(tmp_path_factory, *args):
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = subprocess.run([sys.executable, "-m", "encluster", "run", *map(str, args), "--out", str(out), "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    return _run(tmp_path_factory, "--dataset", "digits", "--max-samples", "400", "--epochs", "5", "--n-init", "2")
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(c, 0.3, size=(60, 7)) for c in (0, 3, 6)])
+    path = tmp_path_factory.mktemp("data") / "blobs.npz"
+    np.savez(path, X=X, y=np.repeat([0, 1, 2], 60))
+    return _run(tmp_path_factory, "--dataset", path, "--clusters", "3", "--epochs", "5", "--n-init", "2")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield b
+        b.close()
+
+
+def open_report(browser, path):
+    """Load the page offline; return the page, its console errors and any network requests."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def block(route):
+        if not route.request.url.startswith(("file:", "data:")):
+            requests.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/*", block)
+    page.goto(path.as_uri())
+    page.wait_for_function("document.getElementById('scatter') && document.getElementById('scatter')._fullLayout")
+    return page, errors, requests
+
+
+TRACE_SUMMARY = """() => {
+  const traces = document.getElementById('scatter').data;
+  const group = (g) => traces.filter(t => t.meta === g);
+  return {
+    label: group('label').map(t => t.x.length), cluster: group('cluster').map(t => t.x.length),
+    centroids: group('centroids').map(t => t.x.length), webgl: !!document.querySelector('#scatter canvas'),
+  };
+}"""
+
+CENTROID_PIXELS = """() => Array.from(document.querySelectorAll('img.centroid')).map(img => {
+  const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  let lo = 255, hi = 0; for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
+  return {w: img.naturalWidth, h: img.naturalHeight, range: hi - lo};
+})"""
+
+SCORES = """() => Array.from(document.querySelectorAll('td[data-metric]')).map(td =>
+  [td.dataset.kind, td.dataset.metric, Number(td.dataset.value), td.textContent])"""
+
+
+def test_image_report(browser, image_run):
+    metrics = json.loads((image_run / "metrics.json").read_text())
+    page, errors, requests = open_report(browser, image_run / "report.html")
+    assert errors == [] and requests == []
+    traces = page.evaluate(TRACE_SUMMARY)
+    assert traces["webgl"]
+    y = np.load(image_run / "assignments.npy")
+    assert len(traces["label"]) == 10 and sum(traces["label"]) == 400  # one trace per digit
+    assert sorted(traces["cluster"]) == sorted(np.bincount(y)[np.bincount(y) > 0].tolist())
+    assert traces["centroids"] == [metrics["n_clusters"]]
+    centroids = page.evaluate(CENTROID_PIXELS)
+    assert len(centroids) == metrics["n_clusters"]
+    assert all(c["w"] == 8 and c["h"] == 8 and c["range"] > 0 for c in centroids)  # decoded, not blank
+    scores = page.evaluate(SCORES)
+    assert len(scores) == 10
+    for kind, name, value, text in scores:
+        expected = metrics[name] if kind == "encoding" else metrics["pixels"][name]
+        assert value == expected and text == f"{expected:.4f}"
+    # Hovering a point shows that sample's image in the side panel.
+    page.evaluate("""() => { const s = document.getElementById('scatter');
+        s.emit('plotly_hover', {points: [{customdata: s.data[0].customdata[0]}]}); }""")
+    assert page.inner_text("#hover-text").startswith("sample ")
+    assert page.evaluate("""() => { const c = document.getElementById('hover-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        return d.some(v => v > 0 && v < 255); }""")
+    page.close()
+
+
+def test_non_image_report(browser, table_run):
+    metrics = json.loads((table_run / "metrics.json").read_text())
+    page, errors, requests = open_report(browser, table_run / "report.html")
+    assert errors == [] and requests == []
+    traces = page.evaluate(TRACE_SUMMARY)
+    assert len(traces["label"]) == 3 and sum(traces["label"]) == 180
+    assert page.query_selector_all("img.centroid") == [] and page.query_selector("#atlas") is None
+    assert "not images" in page.inner_text("body")
+    for kind, name, value, _ in page.evaluate(SCORES):
+        assert value == (metrics[name] if kind == "encoding" else metrics["pixels"][name])
+    page.close()
+
+
+def test_report_command_rewrites_the_report(image_run):
+    report = image_run / "report.html"
+    report.unlink()
+    result = subprocess.run([sys.executable, "-m", "encluster", "report", str(image_run)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert report.stat().st_size > 1_000_000  # plotly.js is embedded: it must work offline
+    import re
+
+    markup = re.sub(r"<script>.*?</script>", "", report.read_text(), flags=re.S)  # plotly.js's own strings aside
+    assert "<script" not in markup and not re.search(r"(src|href)=[\"']?(https?:)?//", markup)
