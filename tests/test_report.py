@@ -52,7 +52,13 @@ def browser():
 
 
 def open_report(browser, path):
-    """Load the page offline; return the page, its console errors and any network requests."""
+    """Load a run report offline; return the page, its console errors and any network requests."""
+    page, errors, requests = open_report_page(browser, path)
+    page.wait_for_function("document.getElementById('scatter') && document.getElementById('scatter')._fullLayout")
+    return page, errors, requests
+
+
+def open_report_page(browser, path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors, requests = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -67,7 +73,7 @@ def open_report(browser, path):
 
     page.route("**/*", block)
     page.goto(path.as_uri())
-    page.wait_for_function("document.getElementById('scatter') && document.getElementById('scatter')._fullLayout")
+    page.wait_for_load_state("load")
     return page, errors, requests
 
 
@@ -144,3 +150,18 @@ def test_report_command_rewrites_the_report(image_run):
 
     markup = re.sub(r"<script>.*?</script>", "", report.read_text(), flags=re.S)  # plotly.js's own strings aside
     assert "<script" not in markup and not re.search(r"(src|href)=[\"']?(https?:)?//", markup)
+
+
+def test_compare_runs(browser, image_run, table_run, tmp_path):
+    out = tmp_path / "compare.html"
+    result = subprocess.run([sys.executable, "-m", "encluster", "compare", str(image_run), str(table_run), "--out",
+                             str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    runs = {p.name: json.loads((p / "metrics.json").read_text()) for p in (image_run, table_run)}
+    assert f"{runs['run']['acc']:.4f}" in result.stdout
+    page, errors, requests = open_report_page(browser, out)
+    assert errors == [] and requests == []
+    values = page.evaluate(SCORES)
+    assert len(values) == 2 * 2 * 5  # two runs, encoding and pixels, five scores
+    assert page.evaluate("() => document.getElementById('scores').data.length") == 2
+    page.close()

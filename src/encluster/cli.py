@@ -106,6 +106,13 @@ def build_parser():
                          "The page works offline and can be shared as one file.")
     rep.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
 
+    cmp = sub.add_parser("compare", help="compare several runs: a terminal table and one HTML page",
+                         description="Compare finished runs side by side: scores on the encoding and the raw "
+                         "pixels, times, memory and loss curves.")
+    cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="finished run directories")
+    cmp.add_argument("--out", default="compare.html", metavar="FILE", help="the HTML page (default compare.html)")
+    cmp.add_argument("--force", action="store_true", help="replace --out if it exists")
+
     sub.add_parser("datasets", help="list the built-in data sets and where each is found",
                    description="List the built-in data sets and where each is (or would be) found.")
     return parser
@@ -208,6 +215,45 @@ def _cmd_report(args):
     return 0
 
 
+def _cmd_compare(args):
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .persistence import atomic_write_bytes
+    from .report import render_comparison
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise RunDirError(f"{out} exists already; choose another --out or pass --force to replace it")
+    runs = []
+    for run_dir in map(Path, args.run_dirs):
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise RunDirError(f"{run_dir}: no readable metrics.json; give finished run directories") from None
+        runs.append((run_dir.name, metrics))
+    table = Table(title=f"{len(runs)} runs")
+    for col in ("run", "data set", "preset", "seed", *SCORE_NAMES, "pixels acc", "train s"):
+        table.add_column(col, justify="left" if col in ("run", "data set", "preset") else "right")
+    for name, m in runs:
+        scores = [f"{m[s]:.4f}" if m.get(s) is not None else "-" for s in SCORE_NAMES]
+        pixels = f"{m['pixels']['acc']:.4f}" if m.get("pixels") else "-"
+        table.add_row(name, str(m["dataset"]), str(m["preset"]), str(m["seed"]), *scores, pixels,
+                      f"{m.get('train_seconds', 0):.1f}")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped output: do not squeeze the table into 80 columns
+    console.print(table)
+    try:
+        atomic_write_bytes(out, render_comparison(runs).encode("utf-8"))
+    except OSError as exc:
+        raise RunDirError(f"cannot write {out} ({exc.strerror}); choose a writable --out") from None
+    print(f"comparison written to {out}")
+    return 0
+
+
 def _cmd_datasets(args):
     from rich.console import Console
     from rich.table import Table
@@ -233,7 +279,8 @@ def main(argv=None):
         return 2
     quiet = getattr(args, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
-    commands = {"run": _cmd_run, "predict": _cmd_predict, "report": _cmd_report, "datasets": _cmd_datasets}
+    commands = {"run": _cmd_run, "predict": _cmd_predict, "report": _cmd_report, "compare": _cmd_compare,
+                "datasets": _cmd_datasets}
     try:
         return commands[args.command](args)
     except EnclusterError as exc:

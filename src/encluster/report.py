@@ -286,3 +286,40 @@ def write_report(path, **parts):
     atomic_write_bytes(path, render_report(**parts).encode("utf-8"))
     log.info("report written to %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
+
+
+def render_comparison(runs):
+    """One page comparing finished runs: `runs` is a list of (name, metrics) pairs."""
+    import plotly.offline
+
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m['dataset']))}</td><td>{m['n_samples']:,}</td>"
+        f"<td>{html.escape(str(m['preset']))}</td><td>{m['seed']}</td><td>{m.get('train_seconds', 0):.1f}</td>"
+        f"<td>{m.get('total_seconds', 0):.1f}</td><td>{m.get('peak_memory_mb', 0):.0f}</td></tr>"
+        for name, m in runs)
+    facts = ("<table class='scores'><tr><th>run</th><th>data set</th><th>samples</th><th>preset</th><th>seed</th>"
+             f"<th>train s</th><th>total s</th><th>peak MB</th></tr>{rows}</table>")
+    scored = [(name, m) for name, m in runs if m.get("acc") is not None]
+    figures = {"loss": {"data": [{"type": "scatter", "mode": "lines", "name": name,
+                                  "x": list(range(1, len(m.get("history", [])) + 1)), "y": m.get("history", [])}
+                                 for name, m in runs],
+                        "layout": {"height": 340, "margin": {"t": 20}, "xaxis": {"title": {"text": "epoch"}},
+                                   "yaxis": {"title": {"text": "training loss"}}}}}
+    if scored:
+        figures["scores"] = {"data": [{"type": "bar", "name": name, "x": list(SCORE_NAMES),
+                                       "y": [m[s] for s in SCORE_NAMES]} for name, m in scored],
+                             "layout": {"height": 340, "margin": {"t": 20}, "barmode": "group",
+                                        "yaxis": {"range": [0, 1]}}}
+    plots_js = "\n".join(f"Plotly.newPlot('{k}', FIGURES['{k}'].data, FIGURES['{k}'].layout, "
+                         "{responsive: true, displaylogo: false});" for k in figures)
+    chart = "<div id='scores'></div>" if scored else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>encluster: {len(runs)} runs compared</title>
+<style>{STYLE}</style><script>{plotly.offline.get_plotlyjs()}</script></head>
+<body><header><h1>encluster comparison</h1><p>{len(runs)} runs</p></header><main>
+<section><h2>Scores</h2>{_scores_table(runs)}{chart}</section>
+<section><h2>Runs</h2>{facts}</section>
+<section><h2>Training loss</h2><div id='loss'></div></section>
+</main><script>const FIGURES = {json.dumps(figures)};
+{plots_js}</script></body></html>
+"""
