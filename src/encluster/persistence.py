@@ -65,6 +65,7 @@ def save_model(est, path):
         tensors["scaler.data_min"] = torch.as_tensor(est.scaler_.data_min)
         tensors["scaler.data_max"] = torch.as_tensor(est.scaler_.data_max)
     fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".partial", dir=path)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         save_file(tensors, tmp)

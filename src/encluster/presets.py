@@ -16,11 +16,11 @@ PRESETS = {
         "code_activation": "sigmoid",
         "output_activation": "sigmoid",
         "init": "xavier-sigmoid",
-        "epochs": 30,
+        "epochs": 60,
         "batch_size": 64,
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
         "loss": "bce",
-        "schedule": "constant",
+        "schedule": "cosine",
     },
 }
 DEFAULT_PRESET = "seed"
