@@ -79,10 +79,10 @@ def _scatter_figure(codes, centers, y, labels, class_names, shown):
                                           "cluster %{customdata[2]}<extra></extra>",
                          "visible": group == groups[0][0]})
         visibility[group] = (start, len(data))
-    data.append({"type": "scatter3d", "mode": "markers+text", "name": "centroids", "meta": "centroids",
+    data.append({"type": "scatter3d", "mode": "markers", "name": "centroids", "meta": "centroids",
                  "x": cents[:, 0].tolist(), "y": cents[:, 1].tolist(), "z": cents[:, 2].tolist(),
-                 "text": [str(k) for k in range(len(cents))], "textposition": "top center",
-                 "marker": {"size": 9, "color": "black", "symbol": "x", "line": {"width": 2}}, "hovertemplate": "centroid %{text}<extra></extra>"})
+                 "text": [str(k) for k in range(len(cents))], "hovertemplate": "centroid %{text}<extra></extra>",
+                 "marker": {"size": 6, "color": "black", "symbol": "diamond", "line": {"width": 1, "color": "white"}}})
     buttons = []
     for group, (start, end) in visibility.items():
         visible = [start <= i < end for i in range(len(data) - 1)] + [True]
@@ -102,7 +102,7 @@ def _confusion_figure(confusion, matching, class_names):
     shapes = [{"type": "rect", "x0": c - 0.5, "x1": c + 0.5, "y0": r - 0.5, "y1": r + 0.5,
                "line": {"color": "red", "width": 2}} for r, c in matching.items()]
     return {"data": [{"type": "heatmap", "z": table.tolist(), "x": list(range(table.shape[1])),
-                      "y": list(range(table.shape[0])), "colorscale": "Blues", "text": table.tolist(),
+                      "y": list(range(table.shape[0])), "colorscale": "Blues", "reversescale": True, "text": table.tolist(),
                       "texttemplate": "%{text}", "hovertemplate": "cluster %{y}, class %{x}: %{z}<extra></extra>"}],
             "layout": {"height": 120 + 32 * table.shape[0], "margin": {"t": 30},
                        "xaxis": {"title": {"text": "true class"}, "tickvals": list(range(len(names))),
