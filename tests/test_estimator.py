@@ -7,7 +7,7 @@ from encluster import EncodingClusterer
 from encluster.errors import ConfigError, DataError, ModelError, NotFittedError
 
 # A small network and few epochs: these tests check the contract, not the quality.
-SMALL = dict(hidden=(32, 16), code_size=3, activation="relu", code_activation="linear", epochs=15,
+SMALL = dict(hidden=(32, 16), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=15,
              batch_size=32, learning_rate=3e-3, schedule="constant", n_init=3)
 
 

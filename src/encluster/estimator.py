@@ -123,21 +123,23 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         checkpoint : encluster.training.Checkpoint, optional
             Keep training state in a file so an interrupted fit can resume exactly.
         """
+        # Parameter checks first, then the data-dependent ones (as scikit-learn orders them).
         device = self._check_params()
+        settings = self._resolved()
+        training = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "loss",
+                                                              "schedule")})
         X = check_samples(X)
         check_n_clusters(self.n_clusters, len(X))
+        spec = AutoencoderSpec(n_features=X.shape[1], **{k: settings[k] for k in (
+            "hidden", "decoder_hidden", "code_size", "activation", "code_activation", "output_activation", "init")})
         if self.n_clusters > 1 and len(X) > 1 and (X == X[0]).all():
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
-        settings = self._resolved()
+        self.training_ = training
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
         self.scaler_ = Scaler.fit(X)
         data = self.scaler_.transform(X)
-        spec = AutoencoderSpec(n_features=X.shape[1], **{k: settings[k] for k in (
-            "hidden", "decoder_hidden", "code_size", "activation", "code_activation", "output_activation", "init")})
-        self.training_ = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate",
-                                                                      "loss", "schedule")})
         # Build the network from a seeded copy of torch's RNG, leaving the caller's global state alone.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
