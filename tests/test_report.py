@@ -134,6 +134,7 @@ def test_non_image_report(browser, table_run):
     assert len(traces["label"]) == 3 and sum(traces["label"]) == 180
     assert page.query_selector_all("img.centroid") == [] and page.query_selector("#atlas") is None
     assert "not images" in page.inner_text("body")
+    assert "raw features" in page.inner_text("table.scores") and "raw pixels" not in page.inner_text("body")
     for kind, name, value, _ in page.evaluate(SCORES):
         assert value == (metrics[name] if kind == "encoding" else metrics["pixels"][name])
     page.close()

@@ -155,6 +155,8 @@ def _print_summary(metrics, run_dir):
     from rich.console import Console
     from rich.table import Table
 
+    from .report import baseline_name
+
     console = Console()
     title = (f"{metrics['dataset']}: {metrics['n_samples']:,} samples, {metrics['n_clusters']} clusters, "
              f"preset {metrics['preset']}, seed {metrics['seed']}")
@@ -166,7 +168,7 @@ def _print_summary(metrics, run_dir):
         table.add_column("encoding", justify="right")
         pixels = metrics.get("pixels")
         if pixels:
-            table.add_column("raw pixels", justify="right")
+            table.add_column(baseline_name(metrics), justify="right")
         for name in SCORE_NAMES:
             row = [name, f"{metrics[name]:.4f}"] + ([f"{pixels[name]:.4f}"] if pixels else [])
             table.add_row(*row)

@@ -141,17 +141,23 @@ def _galleries(codes, centers, labels, images, y, class_names):
     return "".join(parts)
 
 
+def baseline_name(metrics):
+    """What the k-means baseline clustered: pixels for images, the raw features otherwise."""
+    return "raw pixels" if metrics.get("image_shape") else "raw features"
+
+
 def _scores_table(runs):
     """Scores on the encoding (and raw pixels) for one or several runs."""
     head = "<tr><th>run</th><th>data</th>" + "".join(f"<th>{n}</th>" for n in SCORE_NAMES) + "</tr>"
     body = []
     for label, metrics in runs:
-        for kind, scores in (("encoding", metrics), ("raw pixels", metrics.get("pixels"))):
+        for kind, scores in (("encoding", metrics), ("pixels", metrics.get("pixels"))):
             if not scores or scores.get("acc") is None:
                 continue
             cells = "".join(f'<td data-run="{html.escape(label)}" data-kind="{kind}" data-metric="{n}" '
                             f'data-value="{scores[n]!r}">{scores[n]:.4f}</td>' for n in SCORE_NAMES)
-            body.append(f"<tr><td>{html.escape(label)}</td><td>{kind}</td>{cells}</tr>")
+            shown = kind if kind == "encoding" else baseline_name(metrics)
+            body.append(f"<tr><td>{html.escape(label)}</td><td>{shown}</td>{cells}</tr>")
     if not body:
         return "<p>No labels, so no scores: the clusters are shown as found.</p>"
     return f"<table class='scores'>{head}{''.join(body)}</table>"
@@ -240,7 +246,7 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
                    "<p id='hover-text'>hover a point to see the sample</p></div>" if is_image else
                    "<div id='hover-panel'><p id='hover-text'>hover a point to see its index</p></div>")
     sections.append(f"<section><h2>The codes</h2><p class='note'>{subsample_note} Drag to rotate; the buttons "
-                    f"switch the colours between true label and cluster; black crosses are the centroids.</p>"
+                    f"switch the colours between true label and cluster; black diamonds are the centroids.</p>"
                     f"<div class='scatter-wrap'><div id='scatter'></div>{hover_panel}</div></section>")
     if is_image and centroid_images is not None:
         cents = _as_uint8_images(centroid_images, image_shape)

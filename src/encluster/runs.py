@@ -225,6 +225,7 @@ def _run(config, out, checkpoint, verbose):
         "split": config.split,
         "n_samples": int(dataset.n_samples),
         "n_features": int(dataset.X.shape[1]),
+        "image_shape": list(dataset.image_shape) if dataset.image_shape is not None else None,
         "n_clusters": int(config.n_clusters),
         "preset": config.preset,
         "seed": int(config.seed),
