@@ -26,6 +26,8 @@ SCHEDULES = [
     ("xavier-sigmoid", 1e-3, 64, 30, "constant"),
     ("xavier", 3e-3, 64, 30, "constant"),
     ("xavier-sigmoid", 1e-3, 32, 30, "constant"),
+    ("xavier-sigmoid", 1e-2, 256, 30, "cosine"),
+    ("xavier-sigmoid", 5e-3, 64, 30, "cosine"),
     ("xavier-sigmoid", 2e-3, 64, 60, "cosine"),
 ]
 
