@@ -149,6 +149,8 @@ CLI_CASES = {
     "wrong-flag": (lambda t, m: ["run", "--clusterz", "3"], 2, "unrecognized arguments"),
     "no-gpu": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "cuda", "--out", t / "r"], 1,
                "no CUDA GPU is available"),
+    "unknown-device": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "tpu", "--out", t / "r"], 1,
+                       "is not a torch device"),
 }
 
 

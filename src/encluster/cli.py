@@ -294,3 +294,6 @@ def main(argv=None):
     except MemoryError:
         print("error: out of memory; try --max-samples or a smaller --batch-size", file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk, a vanished folder...: the system's own words, on one line
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and free space", file=sys.stderr)
+        return 1

@@ -106,9 +106,14 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             raise ConfigError(f"n_init={self.n_init!r}; expected an integer >= 1")
         if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
             raise ConfigError(f"random_state={self.random_state!r}; expected an integer seed or None")
-        device = torch.device(self.device)
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"device={self.device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"device={self.device!r} but no CUDA GPU is available; use device='cpu'")
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"device={self.device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
         return device
 
     def fit(self, X, y=None, *, checkpoint=None):
