@@ -288,7 +288,8 @@ def _load_npy(path):
     with open(path, "rb") as fp:
         _check_npy_header(fp, path.stat().st_size, path)
     try:
-        X = np.load(path, allow_pickle=False)
+        # Memory-mapped: a file larger than memory is read batch by batch, never whole.
+        X = np.load(path, allow_pickle=False, mmap_mode="r")
     except Exception as exc:
         raise DataError(f"{path}: cannot be read as .npy ({type(exc).__name__}); re-save it with numpy.save") from None
     return _as_image_stack(path, X, None)

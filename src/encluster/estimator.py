@@ -11,9 +11,9 @@ from .clustering import kmeans, nearest_center
 from .errors import ConfigError, DataError, NotFittedError
 from .models import Autoencoder, AutoencoderSpec
 from .presets import DEFAULT_PRESET, get_preset
-from .scaling import Scaler
+from .scaling import ScaledRows, Scaler
 from .training import TrainingConfig, apply_in_batches, train_autoencoder
-from .validation import check_n_clusters, check_samples
+from .validation import check_n_clusters, check_samples, is_constant
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +137,14 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         check_n_clusters(self.n_clusters, len(X))
         spec = AutoencoderSpec(n_features=X.shape[1], **{k: settings[k] for k in (
             "hidden", "decoder_hidden", "code_size", "activation", "code_activation", "output_activation", "init")})
-        if self.n_clusters > 1 and len(X) > 1 and (X == X[0]).all():
+        if self.n_clusters > 1 and len(X) > 1 and is_constant(X):
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
         self.training_ = training
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
         self.scaler_ = Scaler.fit(X)
-        data = self.scaler_.transform(X)
+        data = ScaledRows(X, self.scaler_)
         # Build the network from a seeded copy of torch's RNG, leaving the caller's global state alone.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
@@ -182,7 +182,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     def transform(self, X):
         """The codes of `X`, shape (n_samples, code_size)."""
         self._check_fitted()
-        return self._encode_scaled(self.scaler_.transform(self._check_width(X)))
+        return self._encode_scaled(ScaledRows(self._check_width(X), self.scaler_))
 
     def predict(self, X):
         """The cluster of each sample in `X`: the nearest centre to its code."""

@@ -119,8 +119,9 @@ def _loss_figure(history, loss_name):
                        "yaxis": {"title": {"text": f"mean {loss_name} loss"}}}}
 
 
-def _galleries(codes, centers, labels, images, y, class_names):
-    """Per cluster: the members nearest the centroid and the farthest (least typical) ones."""
+def _galleries(codes, centers, labels, images, image_shape, y, class_names):
+    """Per cluster: the members nearest the centroid and the farthest (least typical) ones.
+    Only the samples shown are read from `images`."""
     parts = []
     for k, center in enumerate(centers):
         members = np.flatnonzero(labels == k)
@@ -131,10 +132,11 @@ def _galleries(codes, centers, labels, images, y, class_names):
         rows = []
         for title, chosen in (("nearest the centroid", order[:GALLERY_SIZE]),
                               ("farthest from it (least sure)", order[::-1][:GALLERY_SIZE])):
+            tiles = _as_uint8_images(images[chosen], image_shape)
             cells = "".join(
-                f'<figure><img class="sample" src="{_png_data_uri(images[i])}" alt="sample {i}">'
+                f'<figure><img class="sample" src="{_png_data_uri(tile)}" alt="sample {i}">'
                 f"<figcaption>#{i}{'' if y is None else ' · ' + html.escape(_name(class_names, y[i]))}</figcaption></figure>"
-                for i in chosen)
+                for i, tile in zip(chosen, tiles))
             rows.append(f"<div class='gallery-row'><h4>{title}</h4><div class='tiles'>{cells}</div></div>")
         parts.append(f"<div class='cluster'><h3>cluster {k} <small>({len(members):,} samples)</small></h3>"
                      + "".join(rows) + "</div>")
@@ -255,9 +257,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
                        f"<figcaption>cluster {k}<br>{sizes[k] if k < len(sizes) else 0:,} samples</figcaption></figure>"
                        for k, img in enumerate(cents))
         sections.append(f"<section><h2>Decoded centroids</h2><div class='centroids'>{figs}</div></section>")
-        all_images = _as_uint8_images(images, image_shape)
         sections.append("<section><h2>What each cluster holds</h2><div class='clusters'>"
-                        f"{_galleries(codes, centers, labels, all_images, y, class_names)}</div></section>")
+                        f"{_galleries(codes, centers, labels, images, image_shape, y, class_names)}</div></section>")
     elif not is_image:
         sections.append("<section><p class='note'>The samples are not images, so the decoded centroids and the "
                         "galleries are left out.</p></section>")

@@ -31,6 +31,7 @@ from .metrics import contingency, hungarian_matching, score
 from .persistence import atomic_write_json
 from .presets import DEFAULT_PRESET
 from .report import write_report
+from .scaling import ScaledRows
 from .training import Checkpoint, TrainingInterrupted
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def _run(config, out, checkpoint, verbose):
 
 
 def _write_run_report(out, config, metrics, dataset, est):
-    images = est.scaler_.transform(dataset.X) if dataset.image_shape is not None else None
+    images = ScaledRows(dataset.X, est.scaler_) if dataset.image_shape is not None else None
     return write_report(out / "report.html", metrics=metrics, config=dataclasses.asdict(config), codes=est.codes_,
                  labels=est.labels_, centers=est.cluster_centers_, history=est.history_,
                  loss_name=est.training_.loss, y=dataset.y, class_names=dataset.class_names, images=images,

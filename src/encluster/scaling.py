@@ -38,7 +38,9 @@ class Scaler:
 
     def transform(self, X):
         """Scale `X` into float32; values outside the training range are clipped to [0, 1]."""
-        X = check_samples(X)
+        return self._scale(check_samples(X))
+
+    def _scale(self, X):
         if self.mode == "uint8":
             return X.astype(np.float32) / np.float32(255)
         if self.mode == "identity":
@@ -56,3 +58,22 @@ class Scaler:
         if self.mode == "identity":
             return Z
         return self.data_min + Z * (self.data_max - self.data_min)
+
+
+class ScaledRows:
+    """Rows of raw data, scaled on access: training and encoding read batches from it, so
+    data memory-mapped from disk is never copied whole into memory (and an in-memory
+    array goes through exactly the same arithmetic, so both give identical results)."""
+
+    def __init__(self, X, scaler):
+        self.X, self.scaler = X, scaler
+
+    def __len__(self):
+        return len(self.X)
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+    def __getitem__(self, rows):
+        return self.scaler._scale(np.asarray(self.X[rows]))

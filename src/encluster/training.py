@@ -110,7 +110,8 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
     Parameters
     ----------
     model : Autoencoder
-    X : ndarray of shape (n_samples, n_features), float32 in [0, 1]
+    X : ScaledRows or ndarray of shape (n_samples, n_features), float32 in [0, 1]
+        Read one batch of rows at a time (a memory-mapped file is never loaded whole).
     config : TrainingConfig
     generator : torch.Generator
         Source of the shuffling order.
@@ -119,7 +120,7 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
         `TrainingInterrupted`); with ``checkpoint.resume``, continue from the saved state.
         A resumed fit ends with exactly the weights an uninterrupted one would have (CPU).
     """
-    run = _TrainingRun(model, torch.as_tensor(X, dtype=torch.float32), config, generator, device, checkpoint)
+    run = _TrainingRun(model, X, config, generator, device, checkpoint)
     if checkpoint is not None and checkpoint.resume:
         run.restore(checkpoint.load())
     if checkpoint is not None:
@@ -176,7 +177,8 @@ class _TrainingRun:
                 if state["order"] is None:
                     state.update(order=torch.randperm(n, generator=self.generator), start=0, total=0.0)
                 while state["start"] < n:
-                    batch = self.data[state["order"][state["start"] : state["start"] + size]]
+                    rows = state["order"][state["start"] : state["start"] + size].numpy()
+                    batch = torch.as_tensor(self.data[rows], dtype=torch.float32)
                     loss = self.step(batch.to(self.device, non_blocking=True))
                     state["step"] += 1
                     state["start"] += len(batch)

@@ -20,10 +20,23 @@ def check_samples(X, *, name="X", min_samples=1):
         raise DataError(f"{name} has {X.shape[0]} samples; at least {min_samples} needed")
     if X.shape[1] == 0:
         raise DataError(f"{name} has 0 features; expected at least 1 column")
-    if np.issubdtype(X.dtype, np.floating) and not np.isfinite(X).all():
-        bad = int((~np.isfinite(X)).any(axis=1).sum())
-        raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
+    if np.issubdtype(X.dtype, np.floating):
+        bad = sum(int((~np.isfinite(chunk)).any(axis=1).sum()) for chunk in row_chunks(X))
+        if bad:
+            raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
     return X
+
+
+def row_chunks(X, rows=16384):
+    """Consecutive row blocks of `X`: whole-array checks on a memory-mapped file then
+    need memory for one block, not for a temporary as large as the data."""
+    for start in range(0, len(X), rows):
+        yield X[start : start + rows]
+
+
+def is_constant(X):
+    """True when every row of `X` equals the first."""
+    return all((chunk == X[0]).all() for chunk in row_chunks(X))
 
 
 def check_labels(y, n_samples, *, name="y"):
