@@ -54,3 +54,17 @@ def test_cli_on_npy_equals_cli_on_npz(mnist_files, tmp_path):
         assert result.returncode == 0, result.stderr
         results.append((np.load(out / "assignments.npy"), json.loads((out / "metrics.json").read_text())["history"]))
     assert np.array_equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]
+
+
+def test_sampled_kmeans_equals_kmeans_below_the_threshold_and_assigns_in_batches_above(blobs):
+    from sklearn.metrics import v_measure_score
+
+    from encluster.clustering import kmeans, kmeans_sampled, nearest_center
+
+    X, y = blobs
+    full = kmeans(X, 3, n_init=3, random_state=0)
+    same = kmeans_sampled(X, 3, n_init=3, random_state=0, max_fit_samples=len(X))
+    assert np.array_equal(full[0], same[0]) and np.allclose(full[1], same[1])
+    labels, centers = kmeans_sampled(X, 3, n_init=3, random_state=0, max_fit_samples=30)
+    assert v_measure_score(y, labels) == pytest.approx(1.0)  # well-separated blobs: found from 30 samples
+    assert np.array_equal(labels, nearest_center(X, centers, batch_size=7))

@@ -36,7 +36,22 @@ def kmeans(X, n_clusters, *, n_init=10, random_state=None, what="data"):
     return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
 
 
-def nearest_center(X, centers, batch_size=65536):
+def kmeans_sampled(rows, n_clusters, *, n_init=10, random_state=None, max_fit_samples=100_000, what="data"):
+    """k-means for data that may not fit in memory twice over: up to `max_fit_samples`
+    rows it is exactly `kmeans`; above, the centres are fitted on a seeded random
+    sample of that many rows and every row is then assigned in batches.
+
+    rows : array-like or ScaledRows, indexable by row numbers and slices
+    """
+    n = len(rows)
+    if n <= max_fit_samples:
+        return kmeans(rows[0:n], n_clusters, n_init=n_init, random_state=random_state, what=what)
+    sample = np.sort(np.random.default_rng(random_state).choice(n, max_fit_samples, replace=False))
+    _, centers = kmeans(rows[sample], n_clusters, n_init=n_init, random_state=random_state, what=what)
+    return nearest_center(rows, centers), centers
+
+
+def nearest_center(X, centers, batch_size=16384):
     """Index of the nearest centre for each row of `X`, in batches to bound memory."""
     centers = np.asarray(centers, dtype=np.float64)
     sq_norms = (centers**2).sum(axis=1)

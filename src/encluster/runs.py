@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, plots
-from .clustering import kmeans
+from .clustering import kmeans_sampled
 from .data import load_dataset
 from .errors import ConfigError, RunDirError
 from .estimator import EncodingClusterer
@@ -240,8 +240,8 @@ def _run(config, out, checkpoint, verbose):
         metrics["confusion"] = contingency(dataset.y, labels).tolist()
         metrics["matching"] = {str(k): v for k, v in hungarian_matching(dataset.y, labels).items()}
         if config.baseline:
-            pixel_labels, _ = kmeans(est.scaler_.transform(dataset.X), config.n_clusters, n_init=config.n_init,
-                                     random_state=config.seed)
+            pixel_labels, _ = kmeans_sampled(ScaledRows(dataset.X, est.scaler_), config.n_clusters,
+                                             n_init=config.n_init, random_state=config.seed)
             metrics["pixels"] = score(dataset.y, pixel_labels)
         timings["score"] = time.perf_counter() - t
     else:
