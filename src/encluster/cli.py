@@ -1,7 +1,9 @@
 """The `encluster` command: a thin layer that parses arguments and calls the library."""
 
 import argparse
+import ctypes
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -273,7 +275,24 @@ def _cmd_datasets(args):
     return 0
 
 
+def _bound_heap_growth():
+    """Serve allocations of 8 MiB and more (encoding batches) straight from the OS on glibc.
+
+    glibc raises its mmap threshold after the first large free, so later 12 MB batch
+    buffers come from a heap that, fragmented by training's many small allocations, is not
+    given back: encoding 1M samples then grew the heap by ~2.5 GB. A fixed threshold keeps
+    the 1M-sample run near 1.3 GB. Done for the CLI process only; library users can set
+    MALLOC_MMAP_THRESHOLD_=8388608 themselves.
+    """
+    if sys.platform.startswith("linux") and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)  # -3 is M_MMAP_THRESHOLD
+        except (OSError, AttributeError):
+            pass  # not glibc: nothing to tune
+
+
 def main(argv=None):
+    _bound_heap_growth()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
