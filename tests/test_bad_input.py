@@ -6,7 +6,6 @@ docs/errors.md lists the same cases; `test_docs_table_lists_every_case` keeps it
 
 import gzip
 import json
-import os
 import re
 import shutil
 from pathlib import Path

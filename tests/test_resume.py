@@ -1,7 +1,6 @@
 """Interrupt and resume with real processes: Ctrl-C and SIGKILL at several points."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@
 
 from dataclasses import asdict, dataclass
 
-import torch
 from torch import nn
 
 from .errors import ConfigError

@@ -5,7 +5,7 @@ import numpy as np
 from .errors import ConfigError, DataError
 
 
-def check_samples(X, *, name="X", min_samples=1):
+def check_samples(X, *, name="X"):
     """Return `X` as a 2-D numeric array after checking it is usable.
 
     Rejects non-numeric, empty, wrongly shaped and non-finite input; 3-D and 4-D image
@@ -16,8 +16,8 @@ def check_samples(X, *, name="X", min_samples=1):
         raise DataError(f"{name} has dtype {X.dtype}; expected numbers (convert the data to a numeric array)")
     if X.ndim != 2:
         raise DataError(f"{name} has shape {X.shape}; expected 2-D (n_samples, n_features): reshape it")
-    if X.shape[0] < min_samples:
-        raise DataError(f"{name} has {X.shape[0]} samples; at least {min_samples} needed")
+    if X.shape[0] == 0:
+        raise DataError(f"{name} has 0 samples; at least 1 needed")
     if X.shape[1] == 0:
         raise DataError(f"{name} has 0 features; expected at least 1 column")
     if np.issubdtype(X.dtype, np.floating):
