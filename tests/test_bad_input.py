@@ -80,6 +80,23 @@ def _set_meta(key_path, value):
     return edit
 
 
+def _consistent_edit(key_path, value):
+    """Edit model.json *and* re-sign the weights to match: only the shape check can catch it."""
+    def edit(folder):
+        import hashlib
+
+        from safetensors.torch import load_file, save_file
+
+        _set_meta(key_path, value)(folder)
+        meta = json.loads((folder / "model.json").read_text())
+        meta.pop("weights_sha256")
+        save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors",
+                  metadata={"encluster": json.dumps(meta, sort_keys=True)})
+        meta["weights_sha256"] = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        (folder / "model.json").write_text(json.dumps(meta))
+    return edit
+
+
 def _flip_last_byte(folder):
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[-1] ^= 1
@@ -127,8 +144,11 @@ CLI_CASES = {
     "model-other-version": (lambda t, m: ["predict", "--model", _edit_model(m, t, _set_meta(["format_version"], 7)),
                                           _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
                             "model format version 7"),
+    "model-json-edited": (lambda t, m: ["predict", "--model", _edit_model(m, t, _set_meta(["seed"], 99)),
+                                        _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
+                          "does not match the description"),
     "model-shape-mismatch": (lambda t, m: ["predict", "--model",
-                                           _edit_model(m, t, _set_meta(["autoencoder", "hidden"], [17])),
+                                           _edit_model(m, t, _consistent_edit(["autoencoder", "hidden"], [17])),
                                            _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
                              "shapes do not match"),
     "model-tampered-weights": (lambda t, m: ["predict", "--model", _edit_model(m, t, _flip_last_byte),

@@ -108,19 +108,26 @@ def test_other_format_version_is_refused(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     meta_path = tmp_path / "m" / "model.json"
     meta = json.loads(meta_path.read_text())
-    meta["format_version"] = 99
+    meta["format_version"] = 99  # checked before anything else, so the message names the version
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="format version 99"):
         EncodingClusterer.load(tmp_path / "m")
 
 
 def test_shapes_that_do_not_match_the_config_are_refused(fitted, tmp_path):
+    """Both files edited consistently (description re-signed): the shape check still refuses."""
+    import hashlib
     import json
 
+    from safetensors.torch import load_file, save_file
+
     fitted.save(tmp_path / "m")
-    meta_path = tmp_path / "m" / "model.json"
+    meta_path, weights = tmp_path / "m" / "model.json", tmp_path / "m" / "model.safetensors"
     meta = json.loads(meta_path.read_text())
+    meta.pop("weights_sha256")
     meta["autoencoder"]["code_size"] = 4
+    save_file(load_file(weights), weights, metadata={"encluster": json.dumps(meta, sort_keys=True)})
+    meta["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="shapes do not match"):
         EncodingClusterer.load(tmp_path / "m")
@@ -173,3 +180,15 @@ def test_seed_preset_is_the_original_network():
     assert sizes == [784, 64, 32, 3, 32, 64, 784]  # 7 dense layers, as in the original
     assert all(isinstance(m, torch.nn.Sigmoid) for m in est.autoencoder_.encoder[1::2])
     assert all(isinstance(m, torch.nn.Sigmoid) for m in est.autoencoder_.decoder[1::2])
+
+
+def test_edited_model_json_is_refused(fitted, tmp_path):
+    import json
+
+    fitted.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["seed"] += 1  # consistent with the weights' shapes, but not what was saved
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="does not match the description"):
+        EncodingClusterer.load(tmp_path / "m")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
@@ -64,21 +65,10 @@ def save_model(est, path):
     if est.scaler_.mode == "minmax":
         tensors["scaler.data_min"] = torch.as_tensor(est.scaler_.data_min)
         tensors["scaler.data_max"] = torch.as_tensor(est.scaler_.data_max)
-    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".partial", dir=path)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        os.replace(tmp, path / WEIGHTS)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "encluster_version": __version__,
-        "weights_sha256": digest,
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()},
         "autoencoder": est.autoencoder_.spec.to_dict(),
         "training": est.training_.to_dict(),
@@ -88,6 +78,19 @@ def save_model(est, path):
         "seed": int(est.seed_),
         "history": [float(h) for h in est.history_],
     }
+    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".partial", dir=path)
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    try:
+        # The weights file carries a copy of the description, and the description the weights'
+        # sha256: editing either file alone is detected when loading.
+        save_file(tensors, tmp, metadata={"encluster": json.dumps(meta, sort_keys=True)})
+        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+        os.replace(tmp, path / WEIGHTS)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    meta["weights_sha256"] = digest
     atomic_write_json(path / META, meta)
 
 
@@ -121,8 +124,14 @@ def load_model(cls, path):
                          "or belong to another model")
     try:
         tensors = load_file(weights_path)
+        with safe_open(weights_path, framework="pt") as handle:
+            recorded = (handle.metadata() or {}).get("encluster")
     except Exception as exc:  # SafetensorError and friends, for a damaged file
         raise ModelError(f"{weights_path}: not a valid safetensors file ({type(exc).__name__})") from None
+    described = {k: v for k, v in meta.items() if k != "weights_sha256"}
+    if recorded != json.dumps(described, sort_keys=True):
+        raise ModelError(f"{path / META}: does not match the description stored in {WEIGHTS}; model.json was "
+                         "edited or belongs to another model")
     try:
         spec = AutoencoderSpec(**meta["autoencoder"])
         training = TrainingConfig(**meta["training"])
