@@ -210,8 +210,6 @@ scatter.on('plotly_hover', (event) => {
 def render_report(*, metrics, config, codes, labels, centers, history, loss_name, y=None, class_names=None,
                   images=None, centroid_images=None, image_shape=None):
     """Build the report's HTML (a string). `images` are the samples in [0, 1], flattened."""
-    import plotly.offline
-
     n = len(codes)
     shown = np.arange(n)
     subsample_note = ""
@@ -267,22 +265,30 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
     sections.append("<section><h2>Training loss</h2><div id='loss'></div></section>")
     sections.append("<section><details><summary>Full configuration</summary><pre>"
                     f"{html.escape(json.dumps(config, indent=2))}</pre></details></section>")
+    return _page(f"encluster report: {title}", "encluster report", title, "".join(sections) + atlas_html, figures,
+                 extra_js=f"{names_js}\n{atlas_js}", after_js=HOVER_JS)
+
+
+def _page(title, heading, subtitle, body, figures, *, extra_js="", after_js=""):
+    """A self-contained page: the style, plotly.js inline, the body, and each figure drawn
+    into the element whose id is its key."""
+    import plotly.offline
+
     plots_js = "\n".join(f"Plotly.newPlot('{key}', FIGURES['{key}'].data, FIGURES['{key}'].layout, "
                          "{responsive: true, displaylogo: false});" for key in figures)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>encluster report: {html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{STYLE}</style>
 <script>{plotly.offline.get_plotlyjs()}</script></head>
-<body><header><h1>encluster report</h1><p>{html.escape(title)}</p></header><main>
-{''.join(sections)}{atlas_html}
+<body><header><h1>{html.escape(heading)}</h1><p>{html.escape(subtitle)}</p></header><main>
+{body}
 </main>
 <script>
 const FIGURES = {json.dumps(figures)};
-{names_js}
-{atlas_js}
+{extra_js}
 {plots_js}
-{HOVER_JS}
+{after_js}
 </script></body></html>
 """
 
@@ -297,8 +303,6 @@ def write_report(path, **parts):
 
 def render_comparison(runs):
     """One page comparing finished runs: `runs` is a list of (name, metrics) pairs."""
-    import plotly.offline
-
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(m['dataset']))}</td><td>{m['n_samples']:,}</td>"
         f"<td>{html.escape(str(m['preset']))}</td><td>{m['seed']}</td><td>{m.get('train_seconds', 0):.1f}</td>"
@@ -317,16 +321,8 @@ def render_comparison(runs):
                                        "y": [m[s] for s in SCORE_NAMES]} for name, m in scored],
                              "layout": {"height": 340, "margin": {"t": 20}, "barmode": "group",
                                         "yaxis": {"range": [0, 1]}}}
-    plots_js = "\n".join(f"Plotly.newPlot('{k}', FIGURES['{k}'].data, FIGURES['{k}'].layout, "
-                         "{responsive: true, displaylogo: false});" for k in figures)
     chart = "<div id='scores'></div>" if scored else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>encluster: {len(runs)} runs compared</title>
-<style>{STYLE}</style><script>{plotly.offline.get_plotlyjs()}</script></head>
-<body><header><h1>encluster comparison</h1><p>{len(runs)} runs</p></header><main>
-<section><h2>Scores</h2>{_scores_table(runs)}{chart}</section>
-<section><h2>Runs</h2>{facts}</section>
-<section><h2>Training loss</h2><div id='loss'></div></section>
-</main><script>const FIGURES = {json.dumps(figures)};
-{plots_js}</script></body></html>
-"""
+    body = (f"<section><h2>Scores</h2>{_scores_table(runs)}{chart}</section>"
+            f"<section><h2>Runs</h2>{facts}</section>"
+            "<section><h2>Training loss</h2><div id='loss'></div></section>")
+    return _page(f"encluster: {len(runs)} runs compared", "encluster comparison", f"{len(runs)} runs", body, figures)

@@ -78,6 +78,11 @@ class RunConfig:
             raise ConfigError(f"{path}: unknown settings {unknown}; known ones are {sorted(fields)}")
         return cls(**settings)
 
+    def load_data(self):
+        """The run's data, unscaled (the model learns and saves its own scaling)."""
+        return load_dataset(self.dataset, split=self.split, data_dir=self.data_dir, label_column=self.label_column,
+                            scale=False, max_samples=self.max_samples, random_state=self.seed)
+
     def default_run_dir(self):
         name = Path(self.dataset).stem if Path(self.dataset).suffix or os.sep in self.dataset else self.dataset
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -204,9 +209,7 @@ def _execute(config, staged, *, resume, verbose):
 def _run(config, out, checkpoint, verbose):
     timings = {}
     t = time.perf_counter()
-    dataset = load_dataset(config.dataset, split=config.split, data_dir=config.data_dir,
-                           label_column=config.label_column, scale=False, max_samples=config.max_samples,
-                           random_state=config.seed)
+    dataset = config.load_data()
     timings["load"] = time.perf_counter() - t
     log.info("loaded %s: %d samples x %d features", dataset.name, *dataset.X.shape)
 
@@ -281,9 +284,7 @@ def report_run(run_dir):
     config = RunConfig.from_json(run_dir / "config.json")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     est = EncodingClusterer.load(run_dir)
-    dataset = load_dataset(config.dataset, split=config.split, data_dir=config.data_dir,
-                           label_column=config.label_column, scale=False, max_samples=config.max_samples,
-                           random_state=config.seed)
+    dataset = config.load_data()
     est.codes_ = np.load(run_dir / "codes.npy", allow_pickle=False)
     est.labels_ = np.load(run_dir / "assignments.npy", allow_pickle=False)
     if len(est.codes_) != dataset.n_samples:
