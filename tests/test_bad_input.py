@@ -21,7 +21,7 @@ from encluster.errors import ConfigError, DataError, ModelError, RunDirError
 from encluster.idx import read_idx
 
 DOCS = Path(__file__).parent.parent / "docs" / "errors.md"
-QUICK = ["--epochs", "1", "--n-init", "1", "--no-plots", "-q"]
+QUICK = ["--preset", "seed", "--epochs", "1", "--n-init", "1", "--no-plots", "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory):
     """A small model saved the way `encluster run` saves it (64 input features)."""
     X = load_dataset("digits", max_samples=200, scale=False).X
     folder = tmp_path_factory.mktemp("model")
-    EncodingClusterer(4, hidden=(16,), code_size=2, epochs=1, n_init=1, random_state=0).fit(X).save(folder)
+    EncodingClusterer(4, preset="seed", hidden=(16,), code_size=2, epochs=1, n_init=1, random_state=0).fit(X).save(folder)
     return folder
 
 

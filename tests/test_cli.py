@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-FAST = ["--dataset", "digits", "--max-samples", "300", "--epochs", "3", "--n-init", "2"]
+FAST = ["--preset", "seed", "--dataset", "digits", "--max-samples", "300", "--epochs", "3", "--n-init", "2"]
 
 
 def encluster(*args, cwd=None):

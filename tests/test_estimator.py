@@ -7,7 +7,7 @@ from encluster import EncodingClusterer
 from encluster.errors import ConfigError, DataError, ModelError, NotFittedError
 
 # A small network and few epochs: these tests check the contract, not the quality.
-SMALL = dict(hidden=(32, 16), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=15,
+SMALL = dict(preset="seed", hidden=(32, 16), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=15,
              batch_size=32, learning_rate=3e-3, schedule="constant", n_init=3)
 
 
@@ -175,7 +175,7 @@ def test_single_sample_one_cluster():
 
 
 def test_seed_preset_is_the_original_network():
-    est = EncodingClusterer(10, random_state=0, epochs=0).fit(np.random.default_rng(0).uniform(size=(20, 784)))
+    est = EncodingClusterer(10, preset="seed", random_state=0, epochs=0).fit(np.random.default_rng(0).uniform(size=(20, 784)))
     sizes = [m.out_features for m in est.autoencoder_.modules() if isinstance(m, torch.nn.Linear)]
     assert sizes == [784, 64, 32, 3, 32, 64, 784]  # 7 dense layers, as in the original
     assert all(isinstance(m, torch.nn.Sigmoid) for m in est.autoencoder_.encoder[1::2])

@@ -10,7 +10,7 @@ import pytest
 
 from encluster import EncodingClusterer, load_dataset
 
-SMALL = dict(hidden=(32,), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=3,
+SMALL = dict(preset="seed", hidden=(32,), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=3,
              batch_size=50, n_init=2, random_state=0)
 
 

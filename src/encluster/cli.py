@@ -36,6 +36,15 @@ def _positive_int(text):
     return value
 
 
+def _clusters(text):
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; give a number of clusters or 'auto'") from None
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -76,13 +85,17 @@ def build_parser():
     model.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was interrupted (Ctrl-C, crash, "
                        "kill) from its last checkpoint; the result equals an uninterrupted run")
     model.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
-                       help=f"network and training settings (default: {DEFAULT_PRESET}, the original experiment)")
-    model.add_argument("--clusters", type=_positive_int, default=10, metavar="K", help="number of clusters (default 10)")
+                       help=f"method, network and training: {DEFAULT_PRESET} (our best), seed (the original experiment: "
+                            "k-means on a 3-number code), n2d, dec, idec (the published methods), umap (no network: "
+                            f"UMAP of the raw input + Gaussian mixture). Default {DEFAULT_PRESET}")
+    model.add_argument("--clusters", type=_clusters, default=10, metavar="K",
+                       help="number of clusters, or 'auto' to choose it without labels (default 10)")
     model.add_argument("--epochs", type=_positive_int, metavar="N", help="training epochs (default: the preset's)")
     model.add_argument("--batch-size", type=_positive_int, metavar="N", help="samples per step (default: the preset's)")
     model.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="Adam learning rate (default: the preset's)")
     model.add_argument("--loss", choices=("bce", "mse"), help="reconstruction loss (default: the preset's)")
-    model.add_argument("--n-init", type=_positive_int, default=10, metavar="N", help="k-means restarts (default 10)")
+    model.add_argument("--n-init", type=_positive_int, metavar="N",
+                       help="restarts of k-means or of the Gaussian mixture (default: the preset's)")
     model.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
     model.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     model.add_argument("--no-baseline", dest="baseline", action="store_false",
@@ -175,6 +188,9 @@ def _print_summary(metrics, run_dir):
             row = [name, f"{metrics[name]:.4f}"] + ([f"{pixels[name]:.4f}"] if pixels else [])
             table.add_row(*row)
         console.print(table)
+    selection = metrics.get("cluster_selection")
+    if selection:
+        console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")
     console.print(f"trained in {metrics['train_seconds']:.1f} s, total {metrics['total_seconds']:.1f} s, "
                   f"peak memory {metrics['peak_memory_mb']:.0f} MB")
     console.print(f"results in {run_dir}")

@@ -7,10 +7,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from .clustering import kmeans, nearest_center
+from .clustering import choose_n_clusters, gaussian_mixture, kmeans, nearest_center
+from .embedding import UmapEmbedding
 from .errors import ConfigError, DataError, NotFittedError
 from .models import Autoencoder, AutoencoderSpec
-from .presets import DEFAULT_PRESET, get_preset
+from .presets import DEFAULT_PRESET, METHODS, REFINEMENT, get_preset
+from .refinement import RefinementConfig, refine_clusters
 from .scaling import ScaledRows, Scaler
 from .training import TrainingConfig, apply_in_batches, train_autoencoder
 from .validation import check_n_clusters, check_samples, is_constant
@@ -18,33 +20,57 @@ from .validation import check_n_clusters, check_samples, is_constant
 log = logging.getLogger(__name__)
 
 # Parameters that, left as None, take their value from the preset.
-PRESET_PARAMS = ("hidden", "code_size", "decoder_hidden", "activation", "code_activation", "output_activation", "init",
-                 "epochs", "batch_size", "learning_rate", "loss", "schedule")
+PRESET_PARAMS = ("method", "hidden", "code_size", "decoder_hidden", "activation", "code_activation",
+                 "output_activation", "init", "epochs", "batch_size", "learning_rate", "loss", "schedule", "n_init",
+                 "n_neighbors")
+# Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
+MAX_UMAP_FIT_SAMPLES = 100_000
+# Code (and UMAP) width for methods whose width follows the number of clusters, when that is "auto".
+AUTO_CODE_SIZE = 10
 
 
 class EncodingClusterer(ClusterMixin, BaseEstimator):
-    """Cluster data by k-means on the encoding a dense autoencoder learns of it.
+    """Cluster data by the encoding a dense autoencoder learns of it.
 
-    The autoencoder compresses each sample into a short code; k-means groups the codes;
-    the decoder turns each cluster centre back into a sample a person can look at.
+    The autoencoder compresses each sample into a short code; the codes are clustered;
+    the decoder turns each cluster centre back into a sample a person can look at. How
+    the codes are clustered is the `method`:
+
+    - ``"kmeans"``: k-means on the codes (the original experiment, preset ``seed``).
+    - ``"n2d"``: UMAP of the codes, then a Gaussian mixture (McConville et al. 2020,
+      "N2D: (Not Too) Deep Clustering via Clustering the Local Manifold of an
+      Autoencoded Embedding", ICPR; see `encluster.embedding`).
+    - ``"dec"`` / ``"idec"``: k-means on the codes, then encoder and centres refined
+      together (Xie et al. 2016; Guo et al. 2017; see `encluster.refinement`).
+    - ``"umap"``: no network at all: UMAP of the scaled input, then a Gaussian mixture,
+      the honest baseline a deep method has to beat.
 
     Parameters
     ----------
-    n_clusters : int, default=10
-        Number of clusters.
-    preset : str, default="seed"
-        Network and training settings to start from (see `encluster.presets.PRESETS`).
+    n_clusters : int or "auto", default=10
+        Number of clusters; "auto" picks it without labels: the number, from 2 to
+        `max_clusters`, whose Gaussian-mixture clusters have the highest mean silhouette
+        in the space the method clusters (see `cluster_selection_`).
+    preset : str, default="default"
+        Method, network and training settings to start from (see `encluster.presets.PRESETS`).
+    method : {"kmeans", "n2d", "dec", "idec", "umap"}, optional
+        Override the preset's clustering method.
     hidden, decoder_hidden, code_size, activation, code_activation, output_activation, init : optional
-        Override the preset's architecture (see `AutoencoderSpec`).
+        Override the preset's architecture (see `AutoencoderSpec`). A preset whose
+        code size is None uses one code dimension per cluster.
     epochs, batch_size, learning_rate, loss, schedule : optional
-        Override the preset's training (see `TrainingConfig`).
-    n_init : int, default=10
-        k-means restarts; the best (lowest inertia) is kept.
+        Override the preset's pretraining (see `TrainingConfig`).
+    n_init : int, optional
+        Restarts of k-means (or of the Gaussian mixture); the best fit is kept.
+    n_neighbors : int, optional
+        UMAP's neighbourhood size (methods n2d and umap).
+    max_clusters : int, default=20
+        Largest number of clusters `n_clusters="auto"` considers.
     device : str, default="cpu"
         Torch device for the network ("cpu", "cuda", "cuda:1", ...).
     random_state : int or None, default=None
-        Seed for weights, shuffling and k-means. None draws one, kept in `seed_`, so any
-        fit can be repeated.
+        Seed for weights, shuffling, UMAP and the clustering. None draws one, kept in
+        `seed_`, so any fit can be repeated.
     verbose : int, default=0
         1 shows a progress bar on a terminal (and logs per epoch otherwise).
 
@@ -52,12 +78,23 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     ----------
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample.
-    cluster_centers_ : ndarray of shape (n_clusters, code_size)
-        Centres in code space; `decode(cluster_centers_)` shows them as samples.
-    autoencoder_ : Autoencoder
-        The trained network.
+    n_clusters_ : int
+        Number of clusters used (chosen, when `n_clusters="auto"`).
+    cluster_selection_ : dict or None
+        With "auto": the silhouette of each candidate number of clusters and the one chosen.
+    cluster_centers_ : ndarray of shape (n_clusters_, code_size)
+        Centres in code space (for n2d/umap: the mean code of each cluster's members);
+        `decode(cluster_centers_)` shows them as samples.
+    autoencoder_ : Autoencoder or None
+        The trained network (None for method "umap").
+    embedding_ : UmapEmbedding or None
+        The UMAP of the codes (methods n2d and umap).
+    mixture_ : sklearn.mixture.GaussianMixture or None
+        The mixture fitted on the UMAP embedding (methods n2d and umap).
     history_ : list of float
-        Mean reconstruction loss of each epoch.
+        Mean reconstruction loss of each pretraining epoch.
+    refinement_history_ : list of float
+        DEC/IDEC: fraction of assignments that changed at each target update.
     scaler_ : Scaler
         How raw inputs were mapped into [0, 1]; applied again by `predict`/`transform`.
     n_features_in_ : int
@@ -67,15 +104,16 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     codes_ : ndarray of shape (n_samples, code_size)
         Codes of the training samples.
     timings_ : dict
-        Seconds spent in training, encoding and clustering during `fit`.
+        Seconds spent in each stage of `fit`.
     """
 
-    def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, hidden=None, code_size=None, activation=None,
-                 code_activation=None, output_activation=None, init=None, epochs=None, batch_size=None,
-                 learning_rate=None, loss=None, schedule=None, decoder_hidden=None, n_init=10, device="cpu",
-                 random_state=None, verbose=0):
+    def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, method=None, hidden=None, code_size=None,
+                 activation=None, code_activation=None, output_activation=None, init=None, epochs=None,
+                 batch_size=None, learning_rate=None, loss=None, schedule=None, decoder_hidden=None, n_init=None,
+                 n_neighbors=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
         self.n_clusters = n_clusters
         self.preset = preset
+        self.method = method
         self.hidden = hidden
         self.code_size = code_size
         self.activation = activation
@@ -89,6 +127,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.schedule = schedule
         self.decoder_hidden = decoder_hidden
         self.n_init = n_init
+        self.n_neighbors = n_neighbors
+        self.max_clusters = max_clusters
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -101,9 +141,16 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
                 settings[name] = getattr(self, name)
         return settings
 
-    def _check_params(self):
-        if isinstance(self.n_init, bool) or not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            raise ConfigError(f"n_init={self.n_init!r}; expected an integer >= 1")
+    def _check_params(self, settings):
+        if settings["method"] not in METHODS:
+            raise ConfigError(f"method={settings['method']!r}; expected one of {', '.join(METHODS)}")
+        for name, value, least in (("n_init", settings["n_init"], 1), ("n_neighbors", settings["n_neighbors"], 2),
+                                   ("max_clusters", self.max_clusters, 2)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ConfigError(f"{name}={value!r}; expected an integer >= {least}")
+        if self.n_clusters != "auto" and (isinstance(self.n_clusters, bool) or not isinstance(
+                self.n_clusters, (int, np.integer)) or self.n_clusters < 1):
+            raise ConfigError(f"n_clusters={self.n_clusters!r}; expected an integer >= 1 or 'auto'")
         if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
             raise ConfigError(f"random_state={self.random_state!r}; expected an integer seed or None")
         try:
@@ -126,44 +173,102 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             else is min-max scaled per feature (see `Scaler`).
         y : ignored
         checkpoint : encluster.training.Checkpoint, optional
-            Keep training state in a file so an interrupted fit can resume exactly.
+            Keep pretraining state in a file so an interrupted fit can resume exactly.
         """
         # Parameter checks first, then the data-dependent ones (as scikit-learn orders them).
-        device = self._check_params()
         settings = self._resolved()
+        device = self._check_params(settings)
+        method = settings["method"]
         training = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "loss",
                                                               "schedule")})
+        refinement = RefinementConfig(**REFINEMENT[method]) if method in ("dec", "idec") else None
         X = check_samples(X)
-        check_n_clusters(self.n_clusters, len(X))
-        spec = AutoencoderSpec(n_features=X.shape[1], **{k: settings[k] for k in (
-            "hidden", "decoder_hidden", "code_size", "activation", "code_activation", "output_activation", "init")})
-        if self.n_clusters > 1 and len(X) > 1 and is_constant(X):
+        auto = self.n_clusters == "auto"
+        if not auto:
+            check_n_clusters(self.n_clusters, len(X))
+        code_size = settings["code_size"] or (AUTO_CODE_SIZE if auto else int(self.n_clusters))
+        spec = None if method == "umap" else AutoencoderSpec(n_features=X.shape[1], code_size=code_size, **{
+            k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation",
+                                     "output_activation", "init")})
+        if (auto or self.n_clusters > 1) and len(X) > 1 and is_constant(X):
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
-        self.training_ = training
+        self.method_, self.training_, self.refinement_ = method, training, refinement
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
         self.scaler_ = Scaler.fit(X)
         data = ScaledRows(X, self.scaler_)
-        # Build the network from a seeded copy of torch's RNG, leaving the caller's global state alone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed_)
-            self.autoencoder_ = Autoencoder(spec)
-        generator = torch.Generator().manual_seed(self.seed_)
+        self.timings_ = {}
         clock = time.perf_counter()
-        self.history_ = train_autoencoder(self.autoencoder_, data, self.training_, generator=generator,
-                                          device=device, verbose=self.verbose, checkpoint=checkpoint)
-        self.autoencoder_.to("cpu")
-        self.timings_ = {"train": time.perf_counter() - clock}
+        self.autoencoder_, self.history_ = None, []
+        if spec is not None:
+            # Build the network from a seeded copy of torch's RNG, leaving the caller's global state alone.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed_)
+                self.autoencoder_ = Autoencoder(spec)
+            self.history_ = train_autoencoder(self.autoencoder_, data, self.training_,
+                                              generator=torch.Generator().manual_seed(self.seed_), device=device,
+                                              verbose=self.verbose, checkpoint=checkpoint)
+            self.autoencoder_.to("cpu")
+        self.timings_["train"] = time.perf_counter() - clock
         clock = time.perf_counter()
         self.codes_ = self._encode_scaled(data)
         self.timings_["encode"] = time.perf_counter() - clock
+        self.embedding_ = self.mixture_ = self.cluster_selection_ = None
+        self.refinement_history_ = []
+        space = self.codes_
+        if method in ("n2d", "umap"):
+            clock = time.perf_counter()
+            width = AUTO_CODE_SIZE if auto else int(self.n_clusters)  # N2D: one UMAP dimension per cluster
+            space = self._fit_embedding(self.codes_, width, settings["n_neighbors"])
+            self.timings_["embed"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        self.labels_, self.cluster_centers_ = kmeans(self.codes_, self.n_clusters, n_init=self.n_init,
-                                                     random_state=self.seed_, what="codes")
+        self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X))
+        self._cluster(space, settings, data, device)
         self.timings_["cluster"] = time.perf_counter() - clock
         self.n_features_in_ = X.shape[1]
         return self
+
+    def _fit_embedding(self, codes, width, n_neighbors):
+        """UMAP of the codes; above MAX_UMAP_FIT_SAMPLES fitted on a seeded sample, the rest placed by transform."""
+        self.embedding_ = UmapEmbedding(width, n_neighbors=n_neighbors, random_state=self.seed_)
+        if len(codes) <= MAX_UMAP_FIT_SAMPLES:
+            return self.embedding_.fit_transform(codes)
+        sample = np.sort(np.random.default_rng(self.seed_).choice(len(codes), MAX_UMAP_FIT_SAMPLES, replace=False))
+        self.embedding_.fit_transform(codes[sample])
+        return self._embed(codes)
+
+    def _embed(self, codes, batch_size=50_000):
+        return np.concatenate([self.embedding_.transform(codes[start : start + batch_size])
+                               for start in range(0, len(codes), batch_size)])
+
+    def _choose_n_clusters(self, space, n_samples):
+        candidates = range(2, min(self.max_clusters, n_samples) + 1)
+        k, silhouettes = choose_n_clusters(space, candidates, random_state=self.seed_)
+        self.cluster_selection_ = {"criterion": "mean silhouette of a Gaussian mixture's clusters (highest wins)",
+                                   "chosen": k, "silhouette": {str(c): v for c, v in silhouettes.items()}}
+        log.info("n_clusters=auto chose %d clusters (highest silhouette among %d..%d)", k, candidates[0],
+                 candidates[-1])
+        return k
+
+    def _cluster(self, space, settings, data, device):
+        method, k = self.method_, self.n_clusters_
+        if method in ("n2d", "umap"):
+            self.labels_, self.mixture_ = gaussian_mixture(space, k, n_init=settings["n_init"],
+                                                           random_state=self.seed_)
+            # N2D: a cluster's centre is the mean code of its members, so the decoder can show it.
+            self.cluster_centers_ = np.stack([self.codes_[self.labels_ == c].mean(axis=0) if (self.labels_ == c).any()
+                                              else np.full(self.codes_.shape[1], np.nan)
+                                              for c in range(k)]).astype(np.float32)
+            return
+        self.labels_, self.cluster_centers_ = kmeans(self.codes_, k, n_init=settings["n_init"],
+                                                     random_state=self.seed_, what="codes")
+        if method in ("dec", "idec"):
+            self.labels_, self.cluster_centers_, self.refinement_history_ = refine_clusters(
+                self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=self.training_.loss,
+                generator=torch.Generator().manual_seed(self.seed_ + 1), device=device, verbose=self.verbose)
+            self.autoencoder_.to("cpu")
+            self.codes_ = self._encode_scaled(data)
 
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
@@ -177,16 +282,22 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         return X
 
     def _encode_scaled(self, data):
+        if self.autoencoder_ is None:
+            return np.concatenate([data[start : start + 16384] for start in range(0, len(data), 16384)])
         return apply_in_batches(self.autoencoder_.encode, data)
 
     def transform(self, X):
-        """The codes of `X`, shape (n_samples, code_size)."""
+        """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap")."""
         self._check_fitted()
         return self._encode_scaled(ScaledRows(self._check_width(X), self.scaler_))
 
     def predict(self, X):
-        """The cluster of each sample in `X`: the nearest centre to its code."""
-        return nearest_center(self.transform(X), self.cluster_centers_)
+        """The cluster of each sample in `X`: the mixture component of its UMAP position
+        (n2d, umap), else the nearest centre to its code."""
+        codes = self.transform(X)
+        if self.mixture_ is not None:
+            return self.mixture_.predict(self._embed(codes).astype(np.float64)).astype(np.int64)
+        return nearest_center(codes, self.cluster_centers_)
 
     def fit_predict(self, X, y=None):
         """Fit and return `labels_`."""
@@ -196,9 +307,11 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         """Decode codes (e.g. `cluster_centers_`) into samples, in the model's [0, 1] scale."""
         self._check_fitted()
         codes = check_samples(codes, name="codes")
-        if codes.shape[1] != self.autoencoder_.spec.code_size:
-            raise DataError(f"codes have width {codes.shape[1]}; this model's code size is "
-                            f"{self.autoencoder_.spec.code_size}")
+        width = self.cluster_centers_.shape[1]
+        if codes.shape[1] != width:
+            raise DataError(f"codes have width {codes.shape[1]}; this model's code size is {width}")
+        if self.autoencoder_ is None:
+            return np.clip(codes, 0, 1).astype(np.float32)
         return apply_in_batches(self.autoencoder_.decode, codes.astype(np.float32))
 
     def save(self, path):

@@ -20,12 +20,14 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import ModelError
+from .clustering import mixture_from_arrays, mixture_to_arrays
+from .embedding import UmapEmbedding
 from .models import Autoencoder, AutoencoderSpec, parameter_shapes
 from .scaling import MODES, Scaler
 from .training import TrainingConfig
 
 FORMAT = "encluster-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 WEIGHTS = "model.safetensors"
 META = "model.json"
 
@@ -60,7 +62,14 @@ def atomic_write_json(path, obj):
 def save_model(est, path):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {f"autoencoder.{k}": v.detach().cpu().contiguous() for k, v in est.autoencoder_.state_dict().items()}
+    network = est.autoencoder_
+    tensors = {} if network is None else {f"autoencoder.{k}": v.detach().cpu().contiguous()
+                                          for k, v in network.state_dict().items()}
+    umap_settings = None
+    if est.embedding_ is not None:
+        arrays, umap_settings = est.embedding_.to_arrays()
+        tensors.update({f"umap.{k}": torch.as_tensor(v) for k, v in arrays.items()})
+        tensors.update({f"mixture.{k}": torch.as_tensor(v) for k, v in mixture_to_arrays(est.mixture_).items()})
     tensors["cluster_centers"] = torch.as_tensor(est.cluster_centers_).contiguous()
     if est.scaler_.mode == "minmax":
         tensors["scaler.data_min"] = torch.as_tensor(est.scaler_.data_min)
@@ -70,8 +79,12 @@ def save_model(est, path):
         "format_version": FORMAT_VERSION,
         "encluster_version": __version__,
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()},
-        "autoencoder": est.autoencoder_.spec.to_dict(),
+        "method": est.method_,
+        "autoencoder": None if network is None else network.spec.to_dict(),
         "training": est.training_.to_dict(),
+        "umap": umap_settings,
+        "cluster_selection": est.cluster_selection_,
+        "refinement_history": [float(h) for h in est.refinement_history_],
         "scaler": est.scaler_.mode,
         "n_features_in": int(est.n_features_in_),
         "n_clusters": int(est.cluster_centers_.shape[0]),
@@ -133,7 +146,9 @@ def load_model(cls, path):
         raise ModelError(f"{path / META}: does not match the description stored in {WEIGHTS}; model.json was "
                          "edited or belongs to another model")
     try:
-        spec = AutoencoderSpec(**meta["autoencoder"])
+        spec = None if meta["autoencoder"] is None else AutoencoderSpec(**meta["autoencoder"])
+        method, umap_settings, selection = meta["method"], meta["umap"], meta["cluster_selection"]
+        refinement_history = [float(h) for h in meta["refinement_history"]]
         training = TrainingConfig(**meta["training"])
         est = cls(**meta["params"])
         scaler_mode = meta["scaler"]
@@ -142,18 +157,21 @@ def load_model(cls, path):
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelError(f"{path / META}: missing or invalid entry ({type(exc).__name__}: {exc}); "
                          "the file is corrupted") from None
-    if scaler_mode not in MODES or spec.n_features != n_features:
-        raise ModelError(f"{path / META}: inconsistent description (scaler {scaler_mode!r}, "
-                         f"{spec.n_features} vs {n_features} features)")
+    code_size = n_features if spec is None else spec.code_size
+    if scaler_mode not in MODES or (spec is not None and spec.n_features != n_features) or (
+            (spec is None) != (method == "umap")):
+        raise ModelError(f"{path / META}: inconsistent description (method {method!r}, scaler {scaler_mode!r}, "
+                         f"{n_features} features)")
     state = {k[len("autoencoder."):]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
     # Compare shapes before building the network: a tampered model.json claiming huge
     # layers must not make us allocate them.
-    expected = parameter_shapes(spec)
+    expected = {} if spec is None else parameter_shapes(spec)
     if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
         raise ModelError(f"{weights_path}: weight names or shapes do not match the architecture in model.json")
     centers = tensors.get("cluster_centers")
-    if centers is None or tuple(centers.shape) != (n_clusters, spec.code_size):
-        raise ModelError(f"{weights_path}: cluster centres missing or not of shape ({n_clusters}, {spec.code_size})")
+    if centers is None or tuple(centers.shape) != (n_clusters, code_size):
+        raise ModelError(f"{weights_path}: cluster centres missing or not of shape ({n_clusters}, {code_size})")
+    embedding, mixture = _load_embedding(tensors, umap_settings, code_size, n_clusters, weights_path)
     if scaler_mode == "minmax":
         low, high = tensors.get("scaler.data_min"), tensors.get("scaler.data_max")
         if low is None or high is None or tuple(low.shape) != (n_features,) or tuple(high.shape) != (n_features,):
@@ -161,10 +179,13 @@ def load_model(cls, path):
         scaler = Scaler("minmax", low.numpy(), high.numpy())
     else:
         scaler = Scaler(scaler_mode)
-    model = Autoencoder(spec)
-    model.load_state_dict(state)
-    model.eval()
-    est.autoencoder_ = model
+    model = None
+    if spec is not None:
+        model = Autoencoder(spec)
+        model.load_state_dict(state)
+        model.eval()
+    est.autoencoder_, est.method_, est.embedding_, est.mixture_ = model, method, embedding, mixture
+    est.n_clusters_, est.cluster_selection_, est.refinement_history_ = n_clusters, selection, refinement_history
     est.cluster_centers_ = centers.numpy().astype(np.float32)
     est.scaler_ = scaler
     est.training_ = training
@@ -172,3 +193,22 @@ def load_model(cls, path):
     est.seed_ = seed
     est.history_ = history
     return est
+
+
+def _load_embedding(tensors, settings, code_size, n_clusters, weights_path):
+    """The UMAP embedding and Gaussian mixture of an n2d/umap model, checked against each other."""
+    if settings is None:
+        return None, None
+    try:
+        fit_data, embedding = tensors["umap.fit_data"].numpy(), tensors["umap.embedding"].numpy()
+        width = int(settings["n_components"])
+        if fit_data.ndim != 2 or fit_data.shape[1] != code_size or embedding.shape != (len(fit_data), width):
+            raise ValueError("UMAP arrays do not match the code size or each other")
+        mixture = mixture_from_arrays({k: tensors[f"mixture.{k}"].numpy() for k in
+                                       ("weights", "means", "covariances", "precisions_cholesky")})
+        if mixture.means_.shape != (n_clusters, width):
+            raise ValueError("the mixture does not match the embedding")
+        return UmapEmbedding.from_arrays({"fit_data": fit_data, "embedding": embedding}, settings), mixture
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{weights_path}: the UMAP embedding or mixture is missing or inconsistent ({exc}); "
+                         "the model is damaged, re-save it") from None

@@ -1,14 +1,39 @@
-"""Named bundles of network and training settings.
+"""Named bundles of method, network and training settings.
 
-`seed` is the original experiment's network, unchanged: Dense 784 -> 64 -> 32 -> 3
-(code) -> 32 -> 64 -> n_features, sigmoid on every layer. Only its training schedule is
-ours; it was chosen by the reconstruction loss alone (no labels): see the README.
+- `seed` is the original experiment's network, unchanged: Dense 784 -> 64 -> 32 -> 3
+  (code) -> 32 -> 64 -> n_features, sigmoid on every layer, k-means on the codes. Only
+  its training schedule is ours; it was chosen by the reconstruction loss alone (no
+  labels): see the README.
+- `n2d`, `dec`, `idec` are the published methods on the autoencoder they were published
+  with (d-500-500-2000-k, ReLU, linear code and output, squared error): see
+  `EncodingClusterer` for the papers.
+- `umap` is UMAP on the raw input plus a Gaussian mixture: no network.
+- `default` is our recommendation (see the README's benchmark).
 """
 
 from .errors import ConfigError
 
+METHODS = ("kmeans", "n2d", "dec", "idec", "umap")
+
+_DEEP_NETWORK = {
+    "hidden": (500, 500, 2000),
+    "code_size": None,  # one code dimension per cluster
+    "decoder_hidden": None,  # the mirror of the encoder
+    "activation": "relu",
+    "code_activation": "linear",
+    "output_activation": "linear",
+    "init": "xavier",  # Keras' Glorot-uniform, as the reference implementations
+    "epochs": 40,
+    "batch_size": 256,
+    "learning_rate": 1e-3,
+    "loss": "mse",
+    "schedule": "constant",
+    "n_neighbors": 20,
+}
+
 PRESETS = {
     "seed": {
+        "method": "kmeans",
         "hidden": (784, 64, 32),
         "code_size": 3,
         "decoder_hidden": (32, 64),
@@ -21,9 +46,22 @@ PRESETS = {
         "learning_rate": 2e-3,
         "loss": "bce",
         "schedule": "cosine",
+        "n_init": 10,
+        "n_neighbors": 20,
     },
+    # N2D (McConville et al. 2020): UMAP n_neighbors 20, min_dist 0, one mixture fit.
+    "n2d": {**_DEEP_NETWORK, "method": "n2d", "n_init": 1},
+    # DEC (Xie et al. 2016) and IDEC (Guo et al. 2017): k-means with 20 restarts starts the centres.
+    "dec": {**_DEEP_NETWORK, "method": "dec", "n_init": 20},
+    "idec": {**_DEEP_NETWORK, "method": "idec", "n_init": 20},
+    "umap": {**_DEEP_NETWORK, "method": "umap", "n_init": 1},
 }
-DEFAULT_PRESET = "seed"
+# How DEC and IDEC refine, whichever preset they start from (see `RefinementConfig`): targets
+# every 140 batches of 256, stop below 0.1% changed assignments, at most 20 epochs. IDEC's
+# paper trains with Adam at 1e-3; DEC's used SGD, for which Adam at 1e-4 stands in here.
+REFINEMENT = {"dec": {"gamma": None, "learning_rate": 1e-4}, "idec": {"gamma": 0.1, "learning_rate": 1e-3}}
+PRESETS["default"] = {**PRESETS["n2d"]}
+DEFAULT_PRESET = "default"
 
 
 def get_preset(name):

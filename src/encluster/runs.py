@@ -35,6 +35,8 @@ from .scaling import ScaledRows
 from .training import Checkpoint, TrainingInterrupted
 
 log = logging.getLogger(__name__)
+# k-means restarts for the raw-pixel baseline, whatever the method.
+BASELINE_N_INIT = 10
 
 
 @dataclass
@@ -47,13 +49,13 @@ class RunConfig:
     label_column: str | None = None
     max_samples: int | None = None
     preset: str = DEFAULT_PRESET
-    n_clusters: int = 10
+    n_clusters: int | str = 10  # or "auto"
     epochs: int | None = None
     batch_size: int | None = None
     learning_rate: float | None = None
     loss: str | None = None
     schedule: str | None = None
-    n_init: int = 10
+    n_init: int | None = None  # None: the preset's
     seed: int = 0
     device: str = "cpu"
     baseline: bool = True
@@ -230,11 +232,13 @@ def _run(config, out, checkpoint, verbose):
         "n_samples": int(dataset.n_samples),
         "n_features": int(dataset.X.shape[1]),
         "image_shape": list(dataset.image_shape) if dataset.image_shape is not None else None,
-        "n_clusters": int(config.n_clusters),
+        "n_clusters": int(est.n_clusters_),
+        "cluster_selection": est.cluster_selection_,
         "preset": config.preset,
+        "method": est.method_,
         "seed": int(config.seed),
         "final_loss": est.history_[-1] if est.history_ else None,
-        "cluster_sizes": np.bincount(labels, minlength=config.n_clusters).tolist(),
+        "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }
     metrics.update({name: None for name in ("acc", "nmi", "ari", "purity", "mean_cluster_purity")})
     if dataset.y is not None:
@@ -243,8 +247,8 @@ def _run(config, out, checkpoint, verbose):
         metrics["confusion"] = contingency(dataset.y, labels).tolist()
         metrics["matching"] = {str(k): v for k, v in hungarian_matching(dataset.y, labels).items()}
         if config.baseline:
-            pixel_labels, _ = kmeans_sampled(ScaledRows(dataset.X, est.scaler_), config.n_clusters,
-                                             n_init=config.n_init, random_state=config.seed)
+            pixel_labels, _ = kmeans_sampled(ScaledRows(dataset.X, est.scaler_), est.n_clusters_,
+                                             n_init=BASELINE_N_INIT, random_state=config.seed)
             metrics["pixels"] = score(dataset.y, pixel_labels)
         timings["score"] = time.perf_counter() - t
     else:
@@ -299,7 +303,8 @@ def _plot(est, dataset, metrics, out):
     names = dataset.class_names if dataset.y is not None else None
     plots.code_scatter(codes, est.cluster_centers_, color, names, out / "codes_3d.png",
                        title=f"{dataset.name}: {metrics['preset']} preset, seed {metrics['seed']}", color_by=color_by)
-    plots.loss_curve(est.history_, out / "loss.png", loss_name=est.training_.loss)
+    if est.history_:
+        plots.loss_curve(est.history_, out / "loss.png", loss_name=est.training_.loss)
     if dataset.y is not None:
         plots.confusion_heatmap(np.asarray(metrics["confusion"]), {int(k): v for k, v in metrics["matching"].items()},
                                 dataset.class_names, out / "confusion.png")

@@ -1,0 +1,119 @@
+"""UMAP on the codes (or the raw input), with a `transform` that survives save and load.
+
+UMAP (McInnes, Healy & Melville 2018, arXiv:1802.03426) is fitted by umap-learn. A
+fitted `umap.UMAP` can only be stored with pickle, which we never load from user files;
+but its `transform` needs nothing more than the training points, their embedding and
+the curve parameters ``a, b``. So that is what we keep (as plain arrays), and
+`transform` follows umap-learn's own algorithm on them: the fuzzy membership of each new
+point to its nearest training points, a weighted-average start, then a few epochs of
+UMAP's layout optimisation with the training embedding held fixed. Neighbours are
+found exactly (scikit-learn), so a loaded model transforms exactly as the fitted one.
+"""
+
+import warnings
+
+import numpy as np
+
+# Seeded UMAP runs single-threaded: umap-learn trades its parallel layout for repeatability.
+DEFAULTS = {"n_neighbors": 20, "min_dist": 0.0}
+INT32_MIN, INT32_MAX = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1
+
+
+class UmapEmbedding:
+    """A fitted UMAP embedding: the training points, where they landed, and how to place new ones.
+
+    n_components : int
+        Width of the embedding.
+    n_neighbors : int
+        Size of the neighbourhood UMAP balances local and global structure over.
+    min_dist : float
+        How tightly points may pack; 0 suits clustering (N2D, McConville et al. 2020).
+    random_state : int
+        Seed of the layout (fit) and of the placement of new points (transform).
+    """
+
+    def __init__(self, n_components, *, n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"],
+                 random_state=0):
+        self.n_components = int(n_components)
+        self.n_neighbors = int(n_neighbors)
+        self.min_dist = float(min_dist)
+        self.random_state = int(random_state)
+        self._index = None
+
+    def fit_transform(self, X):
+        """Fit UMAP on `X` (float32, shape (n, d)) and return its embedding."""
+        import umap  # imported here: numba compiles on first import, which only UMAP users should pay
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        n_neighbors = min(self.n_neighbors, len(X) - 1)
+        # init="spectral" needs n_components < n_samples - 1 on tiny sets; random init always works.
+        init = "spectral" if self.n_components < len(X) - 2 else "random"
+        reducer = umap.UMAP(n_components=self.n_components, n_neighbors=n_neighbors, min_dist=self.min_dist,
+                            metric="euclidean", init=init, random_state=self.random_state,
+                            transform_seed=self.random_state)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            self.embedding_ = np.ascontiguousarray(reducer.fit_transform(X), dtype=np.float32)
+        self.fit_data_ = X
+        self.a_, self.b_ = float(reducer._a), float(reducer._b)
+        return self.embedding_
+
+    def to_arrays(self):
+        """Everything `transform` needs, as named arrays (for safetensors) and settings (for JSON)."""
+        arrays = {"fit_data": self.fit_data_, "embedding": self.embedding_}
+        settings = {"n_components": self.n_components, "n_neighbors": self.n_neighbors, "min_dist": self.min_dist,
+                    "random_state": self.random_state, "a": self.a_, "b": self.b_}
+        return arrays, settings
+
+    @classmethod
+    def from_arrays(cls, arrays, settings):
+        """Rebuild what `to_arrays` described; shapes are checked by the caller."""
+        est = cls(settings["n_components"], n_neighbors=settings["n_neighbors"], min_dist=settings["min_dist"],
+                  random_state=settings["random_state"])
+        est.fit_data_ = np.ascontiguousarray(arrays["fit_data"], dtype=np.float32)
+        est.embedding_ = np.ascontiguousarray(arrays["embedding"], dtype=np.float32)
+        est.a_, est.b_ = float(settings["a"]), float(settings["b"])
+        return est
+
+    def transform(self, X):
+        """Place new points `X` in the fitted embedding (training data held fixed)."""
+        from sklearn.neighbors import NearestNeighbors
+        from umap.layouts import optimize_layout_euclidean
+        from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
+        from scipy.sparse import coo_matrix
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if len(X) == 0:
+            return np.empty((0, self.n_components), dtype=np.float32)
+        n_fit = len(self.fit_data_)
+        k = min(self.n_neighbors, n_fit)
+        if self._index is None:
+            self._index = NearestNeighbors(n_neighbors=k).fit(self.fit_data_)
+        dists, indices = self._index.kneighbors(X)
+        dists = dists.astype(np.float32)
+        # As umap-learn's transform: local connectivity 1 - 1 = 0 for points outside the graph.
+        sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
+        rows, cols, vals, _ = compute_membership_strengths(indices.astype(np.int32), dists, sigmas, rhos,
+                                                           bipartite=True)
+        weights = vals.reshape(len(X), k)
+        # Start each point at the membership-weighted mean of its neighbours' positions,
+        # or exactly on a training point it duplicates (membership 1).
+        total = weights.sum(axis=1, keepdims=True)
+        start = np.einsum("nk,nkd->nd", weights / np.where(total > 0, total, 1), self.embedding_[indices])
+        duplicate = weights == 1
+        has_duplicate = duplicate.any(axis=1)
+        start[has_duplicate] = self.embedding_[indices[has_duplicate, duplicate[has_duplicate].argmax(axis=1)]]
+        start = np.ascontiguousarray(start, dtype=np.float32)
+        n_epochs = 100 if len(X) <= 10_000 else 30
+        graph = coo_matrix((vals, (rows, cols)), shape=(len(X), n_fit))
+        graph.data[graph.data < graph.data.max() / n_epochs] = 0.0
+        graph.eliminate_zeros()
+        rng_state = np.random.RandomState(self.random_state).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
+        return optimize_layout_euclidean(
+            start, self.embedding_.copy(), graph.row, graph.col, n_epochs, n_fit,
+            make_epochs_per_sample(graph.data, n_epochs), self.a_, self.b_, rng_state,
+            1.0,  # repulsion strength (umap-learn's default)
+            0.25,  # learning rate: umap-learn's transform uses a quarter of the fit's 1.0
+            5,  # negative samples per positive one (umap-learn's default)
+            False,  # not parallel, so the placement is repeatable
+        )

@@ -1,0 +1,180 @@
+"""The clustering methods beyond k-means: n2d, dec, idec, umap, the default preset, and
+choosing the number of clusters. Small data and few epochs: these check each method's
+contract (fit, predict on new points, save/load, determinism), not its accuracy."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from encluster import EncodingClusterer, load_dataset, score
+from encluster.clustering import gaussian_mixture, mixture_from_arrays, mixture_to_arrays
+from encluster.embedding import UmapEmbedding
+from encluster.errors import ConfigError
+from encluster.refinement import soft_assignments, target_distribution
+
+# The presets' own networks (d-500-500-2000-k), trained briefly.
+QUICK = {"epochs": 10, "batch_size": 32}
+METHOD_PRESETS = ["n2d", "dec", "idec", "umap", "default"]
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    d = load_dataset("digits", scale=False)
+    order = np.random.default_rng(0).permutation(d.n_samples)
+    train, new = order[:600], order[600:900]
+    return d.X[train], d.y[train], d.X[new], d.y[new]
+
+
+@pytest.fixture(scope="module")
+def fitted(digits_split):
+    X, _, _, _ = digits_split
+    return {preset: EncodingClusterer(10, preset=preset, random_state=0, **QUICK).fit(X) for preset in METHOD_PRESETS}
+
+
+@pytest.mark.parametrize("preset", METHOD_PRESETS)
+def test_fit_gives_labels_centres_and_decodable_centroids(fitted, digits_split, preset):
+    X, y, _, _ = digits_split
+    est = fitted[preset]
+    assert est.labels_.shape == (600,) and set(est.labels_) <= set(range(10))
+    assert est.cluster_centers_.shape == (10, est.codes_.shape[1])
+    assert est.decode(est.cluster_centers_).shape == (10, 64)
+    # Even a briefly trained model finds structure in the digits: far above chance (0.1).
+    assert score(y, est.labels_)["nmi"] > 0.4
+
+
+@pytest.mark.parametrize("preset", METHOD_PRESETS)
+def test_predict_places_new_points_and_agrees_on_training_points(fitted, digits_split, preset):
+    X, _, X_new, _ = digits_split
+    est = fitted[preset]
+    new = est.predict(X_new)
+    assert new.shape == (len(X_new),) and set(new) <= set(range(10))
+    agreement = (est.predict(X) == est.labels_).mean()
+    if est.mixture_ is None:
+        assert agreement == 1.0  # nearest centre: exactly the fitted assignment
+    else:
+        assert agreement > 0.95  # UMAP places a training point near, not exactly on, its fitted position
+
+
+@pytest.mark.parametrize("preset", METHOD_PRESETS)
+def test_save_load_predicts_identically(fitted, digits_split, preset, tmp_path):
+    _, _, X_new, _ = digits_split
+    est = fitted[preset]
+    est.save(tmp_path / "model")
+    loaded = EncodingClusterer.load(tmp_path / "model")
+    assert loaded.method_ == est.method_ and loaded.n_clusters_ == 10
+    np.testing.assert_array_equal(loaded.predict(X_new), est.predict(X_new))
+    np.testing.assert_array_equal(loaded.transform(X_new), est.transform(X_new))
+
+
+@pytest.mark.parametrize("preset", ["n2d", "idec", "umap"])
+def test_same_seed_same_labels(fitted, digits_split, preset):
+    X, _, _, _ = digits_split
+    again = EncodingClusterer(10, preset=preset, random_state=0, **QUICK).fit(X)
+    np.testing.assert_array_equal(again.labels_, fitted[preset].labels_)
+
+
+def test_dec_and_idec_move_the_centres_and_idec_keeps_reconstructing(fitted, digits_split):
+    X, _, _, _ = digits_split
+    for preset in ("dec", "idec"):
+        est = fitted[preset]
+        assert est.refinement_history_, "the target distribution was never recomputed"
+        kmeans_only = EncodingClusterer(10, preset=preset, method="kmeans", random_state=0, **QUICK).fit(X)
+        assert not np.allclose(est.cluster_centers_, kmeans_only.cluster_centers_)
+    # IDEC trains the decoder on; its reconstructions stay close to the data.
+    idec = fitted["idec"]
+    scaled = idec.scaler_.transform(X)
+    error = ((idec.decode(idec.transform(X)) - scaled) ** 2).mean()
+    assert error < ((scaled - scaled.mean(axis=0)) ** 2).mean()
+
+
+def test_umap_method_has_no_network(fitted):
+    est = fitted["umap"]
+    assert est.autoencoder_ is None and est.history_ == []
+    assert est.codes_.shape == (600, 64)  # the scaled input itself
+
+
+@pytest.fixture(scope="module")
+def separated_blobs():
+    rng = np.random.default_rng(3)
+    centers = rng.uniform(0, 1, size=(4, 12))
+    y = np.repeat(np.arange(4), 100)
+    return np.clip(centers[y] + rng.normal(0, 0.02, size=(400, 12)), 0, 1).astype(np.float32), y
+
+
+@pytest.mark.parametrize("preset", ["umap", "n2d"])
+def test_auto_finds_the_number_of_blobs(separated_blobs, preset):
+    X, y = separated_blobs
+    est = EncodingClusterer("auto", preset=preset, max_clusters=8, random_state=0, epochs=10).fit(X)
+    assert est.n_clusters_ == 4
+    assert est.cluster_selection_["chosen"] == 4 and set(est.cluster_selection_["silhouette"]) == set(map(str, range(2, 9)))
+    assert score(y, est.labels_)["ari"] > 0.95
+
+
+def test_auto_model_round_trips(separated_blobs, tmp_path):
+    X, _ = separated_blobs
+    est = EncodingClusterer("auto", preset="umap", max_clusters=6, random_state=0).fit(X)
+    est.save(tmp_path / "m")
+    loaded = EncodingClusterer.load(tmp_path / "m")
+    assert loaded.n_clusters_ == est.n_clusters_ and loaded.cluster_selection_ == est.cluster_selection_
+    np.testing.assert_array_equal(loaded.predict(X[:50]), est.predict(X[:50]))
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"n_clusters": "many"}, "n_clusters='many'"),
+    ({"method": "spectral"}, "method='spectral'"),
+    ({"n_neighbors": 1}, "n_neighbors=1"),
+    ({"n_clusters": "auto", "max_clusters": 1}, "max_clusters=1"),
+])
+def test_bad_method_settings_are_clear_errors(kwargs, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        EncodingClusterer(**{"n_clusters": 2, **kwargs}).fit(np.eye(4))
+
+
+def test_umap_embedding_round_trips_and_keeps_training_points_in_place(separated_blobs):
+    X, _ = separated_blobs
+    fitted = UmapEmbedding(2, n_neighbors=10, random_state=1)
+    embedding = fitted.fit_transform(X)
+    arrays, settings_ = fitted.to_arrays()
+    loaded = UmapEmbedding.from_arrays(arrays, settings_)
+    np.testing.assert_array_equal(loaded.transform(X[:40]), fitted.transform(X[:40]))
+    spread = np.linalg.norm(embedding - embedding.mean(axis=0), axis=1).mean()
+    moved = np.linalg.norm(fitted.transform(X) - embedding, axis=1)
+    assert np.median(moved) < 0.1 * spread
+
+
+def test_mixture_round_trips_through_arrays(separated_blobs):
+    X, _ = separated_blobs
+    labels, mixture = gaussian_mixture(X[:, :3], 4, random_state=0)
+    rebuilt = mixture_from_arrays(mixture_to_arrays(mixture))
+    np.testing.assert_array_equal(rebuilt.predict(X[:, :3]), labels)
+
+
+finite = st.floats(-10, 10, allow_nan=False, width=32)
+
+
+@settings(max_examples=100, deadline=None)
+@given(codes=arrays(np.float32, st.tuples(st.integers(1, 30), st.just(3)), elements=finite),
+       centers=arrays(np.float32, st.tuples(st.integers(1, 6), st.just(3)), elements=finite, unique=True))
+def test_soft_assignments_follow_distance(codes, centers):
+    q = soft_assignments(torch.as_tensor(codes), torch.as_tensor(centers)).double()
+    assert torch.allclose(q.sum(dim=1), torch.ones(len(codes), dtype=torch.float64), atol=1e-5)
+    nearest = torch.cdist(torch.as_tensor(codes).double(), torch.as_tensor(centers).double()).min(dim=1).values
+    chosen = torch.cdist(torch.as_tensor(codes).double(), torch.as_tensor(centers).double())[
+        torch.arange(len(codes)), q.argmax(dim=1)]
+    assert torch.allclose(chosen, nearest, atol=1e-4)  # the most likely centre is a nearest one
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=arrays(np.float64, st.tuples(st.integers(2, 30), st.integers(2, 6)), elements=st.floats(0.01, 1)))
+def test_target_distribution_is_dec_equation_3(raw):
+    q = torch.as_tensor(raw / raw.sum(axis=1, keepdims=True))
+    p = target_distribution(q)
+    assert torch.allclose(p.sum(dim=1), torch.ones(len(q), dtype=torch.float64))
+    uniform = target_distribution(torch.full_like(q, 1 / q.shape[1]))
+    assert torch.allclose(uniform, torch.full_like(q, 1 / q.shape[1]))
+    frequency = q.sum(dim=0)
+    expected = q**2 / frequency
+    assert torch.allclose(p, expected / expected.sum(dim=1, keepdim=True))
