@@ -1,0 +1,177 @@
+"""Accuracy benchmark: data sets x methods x seeds, ours beside the peer library ClustPy.
+
+Each (data set, method, seed) runs in its own process, so its peak memory is its own;
+results are appended to a JSON-lines file as they finish (rerunning skips what is
+there), then summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall
+time and peak memory, into benchmarks/results/accuracy.json and .md.
+
+    python benchmarks/accuracy.py                                   # everything, 5 seeds
+    python benchmarks/accuracy.py --datasets digits --seeds 0 1 2   # a quick look
+    python benchmarks/accuracy.py --methods n2d clustpy-n2d --epochs 40 --clustpy-python ENV/bin/python
+
+Methods: pixels (k-means on the scaled pixels, n_init=10), seed, umap, n2d, dec, idec,
+default (our presets, `EncodingClusterer`), and clustpy-n2d / clustpy-dec /
+clustpy-idec (ClustPy's own implementations: same data, same autoencoder
+d-500-500-2000-10, same number of pretraining epochs, UMAP n_neighbors 20 / min_dist 0
+for N2D, 20 clustering epochs for DEC/IDEC). ClustPy is not a dependency of encluster:
+install it in a separate environment (``pip install --no-deps clustpy torchvision==0.28.0
+pandas tqdm`` beside the CPU torch) and pass its interpreter with --clustpy-python.
+ClustPy imports torchvision, whose PyPI wheel does not load its compiled operators
+beside the CPU torch wheel; the child defines the two operator schemas it needs first.
+
+Nothing here looks at labels except the scoring at the end.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+OURS = ("pixels", "seed", "umap", "n2d", "dec", "idec", "default")
+CLUSTPY = ("clustpy-n2d", "clustpy-dec", "clustpy-idec")
+DATASETS = ("mnist", "fashion-mnist", "digits")
+
+
+def run_one(dataset, method, seed, epochs):
+    """Fit one method on one data set with one seed; return its scores and costs."""
+    from encluster import EncodingClusterer, load_dataset, score
+    from encluster.clustering import kmeans
+
+    data = load_dataset(dataset, scale=False)
+    started = time.perf_counter()
+    settings = {}
+    if method == "pixels":
+        labels, _ = kmeans(data.X.astype("float32") / (255 if data.X.dtype.kind == "u" else 1), 10, n_init=10,
+                           random_state=seed)
+        settings = {"n_init": 10}
+    elif method in CLUSTPY:
+        labels, settings = _run_clustpy(method, data, seed, epochs)
+    else:
+        overrides = {"epochs": epochs} if epochs and method in ("n2d", "dec", "idec", "default") else {}
+        est = EncodingClusterer(10, preset=method, random_state=seed, **overrides).fit(data.X)
+        labels = est.labels_
+        settings = {k: v for k, v in est._resolved().items() if not isinstance(v, dict)}
+    seconds = time.perf_counter() - started
+    scores = score(data.y, labels)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"dataset": dataset, "method": method, "seed": seed, "n_samples": int(data.n_samples),
+            "acc": scores["acc"], "nmi": scores["nmi"], "ari": scores["ari"], "seconds": round(seconds, 1),
+            "peak_mb": round(peak_mb), "settings": settings}
+
+
+def _run_clustpy(method, data, seed, epochs):
+    import numpy as np
+    import torch
+
+    # torchvision's PyPI wheel cannot register its C++ operators beside the CPU torch wheel;
+    # ClustPy never calls them, it only needs their schemas to exist at import time.
+    lib = torch.library.Library("torchvision", "DEF")
+    for schema in ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+                   "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"):
+        lib.define(schema)
+    import umap
+    from clustpy.deep import DEC, IDEC, N2D
+
+    X = data.X.astype(np.float32) / (255 if data.X.dtype.kind == "u" else 1)
+    epochs = epochs or 40
+    common = {"n_clusters": 10, "pretrain_epochs": epochs, "batch_size": 256, "embedding_size": 10,
+              "random_state": seed}
+    if method == "clustpy-n2d":
+        manifold = {"n_components": 10, "n_neighbors": 20, "min_dist": 0.0}
+        model = N2D(**common, manifold_class=umap.UMAP, manifold_params=manifold)
+        settings = {**common, "manifold": "umap", **manifold}
+    else:
+        model = (DEC if method == "clustpy-dec" else IDEC)(**common, clustering_epochs=20)
+        settings = {**common, "clustering_epochs": 20}
+    model.fit(X)
+    return np.asarray(model.labels_), {k: v for k, v in settings.items() if k != "random_state"}
+
+
+def summarise(rows):
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["method"]), []).append(row)
+    summary = []
+    for (dataset, method), runs in groups.items():
+        entry = {"dataset": dataset, "method": method, "seeds": sorted(r["seed"] for r in runs)}
+        for name in ("acc", "nmi", "ari"):
+            values = [r[name] for r in runs]
+            entry[name] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "worst": min(values)}
+        entry["median_seconds"] = statistics.median(r["seconds"] for r in runs)
+        entry["peak_mb"] = max(r["peak_mb"] for r in runs)
+        entry["settings"] = runs[0]["settings"]
+        summary.append(entry)
+    return summary
+
+
+def markdown(summary):
+    lines = ["| data set | method | seeds | ACC mean ± std | ACC worst | NMI mean ± std | ARI mean ± std | "
+             "median s | peak MB |", "|---" * 9 + "|"]
+    for e in summary:
+        lines.append(f"| {e['dataset']} | {e['method']} | {len(e['seeds'])} | {e['acc']['mean']:.3f} ± "
+                     f"{e['acc']['std']:.3f} | {e['acc']['worst']:.3f} | {e['nmi']['mean']:.3f} ± "
+                     f"{e['nmi']['std']:.3f} | {e['ari']['mean']:.3f} ± {e['ari']['std']:.3f} | "
+                     f"{e['median_seconds']:.0f} | {e['peak_mb']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--methods", nargs="+", default=[*OURS, *CLUSTPY], choices=[*OURS, *CLUSTPY])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, help="pretraining epochs for every deep method (default: each "
+                        "preset's own; ClustPy then gets 40, the n2d/dec/idec presets' number)")
+    parser.add_argument("--clustpy-python", default=sys.executable, help="interpreter that has ClustPy")
+    parser.add_argument("--log", type=Path, default=RESULTS / "accuracy.jsonl")
+    parser.add_argument("--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], args.one[1], int(args.one[2]), args.epochs)))
+        return
+    RESULTS.mkdir(exist_ok=True)
+    done = set()
+    if args.log.exists():
+        done = {(r["dataset"], r["method"], r["seed"]) for r in map(json.loads, args.log.read_text().splitlines())}
+    for dataset in args.datasets:
+        for method in args.methods:
+            for seed in args.seeds:
+                if (dataset, method, seed) in done:
+                    continue
+                python = args.clustpy_python if method in CLUSTPY else sys.executable
+                command = [python, __file__, "--one", dataset, method, str(seed)]
+                command += ["--epochs", str(args.epochs)] if args.epochs else []
+                result = subprocess.run(command, capture_output=True, text=True)
+                if result.returncode != 0:
+                    print(f"{dataset} {method} seed {seed} failed:\n{result.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                row = json.loads(result.stdout.strip().splitlines()[-1])
+                print(json.dumps({k: v for k, v in row.items() if k != "settings"}), flush=True)
+                with args.log.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    rows = [json.loads(line) for line in args.log.read_text().splitlines()]
+    summary = summarise(rows)
+    (RESULTS / "accuracy.json").write_text(json.dumps({"machine": _machine(), "summary": summary, "runs": rows},
+                                                      indent=2) + "\n")
+    (RESULTS / "accuracy.md").write_text(f"Machine: {_machine()}\n\n" + markdown(summary))
+    print(markdown(summary))
+
+
+def _machine():
+    import os
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+if __name__ == "__main__":
+    main()
