@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import describe
+
 RESULTS = Path(__file__).parent / "results"
 OURS = ("pixels", "seed", "umap", "n2d", "dec", "idec", "default")
 CLUSTPY = ("clustpy-n2d", "clustpy-dec", "clustpy-idec")
@@ -156,21 +158,10 @@ def main():
                     fh.write(json.dumps(row) + "\n")
     rows = [json.loads(line) for line in args.log.read_text().splitlines()]
     summary = summarise(rows)
-    (RESULTS / "accuracy.json").write_text(json.dumps({"machine": _machine(), "summary": summary, "runs": rows},
+    (RESULTS / "accuracy.json").write_text(json.dumps({"machine": describe(), "summary": summary, "runs": rows},
                                                       indent=2) + "\n")
-    (RESULTS / "accuracy.md").write_text(f"Machine: {_machine()}\n\n" + markdown(summary))
+    (RESULTS / "accuracy.md").write_text(f"Machine: {describe()}\n\n" + markdown(summary))
     print(markdown(summary))
-
-
-def _machine():
-    import os
-    import platform
-
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ one after the other (never two at once: the timings would disturb each other).
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -17,19 +16,10 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from machine import machine
+
 RESULTS = Path(__file__).parent / "results"
 SCORES = ("acc", "nmi", "ari", "purity", "mean_cluster_purity")
-
-
-def machine():
-    import os
-
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def run_seed(seed, workdir, extra):

@@ -60,6 +60,7 @@ PRESETS = {
 # every 140 batches of 256, stop below 0.1% changed assignments, at most 20 epochs. IDEC's
 # paper trains with Adam at 1e-3; DEC's used SGD, for which Adam at 1e-4 stands in here.
 REFINEMENT = {"dec": {"gamma": None, "learning_rate": 1e-4}, "idec": {"gamma": 0.1, "learning_rate": 1e-3}}
+# Ours: N2D with a pretraining schedule chosen by the reconstruction loss (see the README).
 PRESETS["default"] = {**PRESETS["n2d"]}
 DEFAULT_PRESET = "default"
 

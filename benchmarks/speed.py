@@ -1,0 +1,134 @@
+"""Speed benchmark: how close training comes to this machine's matrix-multiply peak, and
+where the time of a whole `encluster run` goes.
+
+    python benchmarks/speed.py                      # peak + training throughput (a few minutes)
+    python benchmarks/speed.py --stages 3           # + `encluster run` stage times, median of 3 per preset
+
+1. Peak: the best float32 `torch.mm` rate on 4096x4096 matrices (GFLOP/s).
+2. Training throughput of each preset's autoencoder on MNIST batches (Adam, the
+   preset's loss), at the preset's batch size and at larger ones: samples/s, GFLOP/s
+   (6 multiply-adds' worth of FLOPs per weight per sample: forward, and backward for
+   inputs and weights) and the fraction of the peak.
+3. With --stages N: `encluster run --preset P` on MNIST-70k, N times per preset, the
+   median seconds of every stage (load, train, encode, embed, cluster, score, save,
+   plot, report) and the peak memory.
+
+Writes benchmarks/results/speed.json and .md.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from encluster import load_dataset
+from encluster.models import Autoencoder, AutoencoderSpec
+from encluster.presets import get_preset
+from encluster.training import LOSSES
+
+from machine import describe
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def matmul_peak(size=4096, repeats=10):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def training_throughput(preset, batch_size, X, steps=60):
+    settings = get_preset(preset)
+    spec = AutoencoderSpec(n_features=X.shape[1], code_size=settings["code_size"] or 10, **{
+        k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation", "output_activation",
+                                 "init")})
+    torch.manual_seed(0)
+    model = Autoencoder(spec).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
+    loss_fn = LOSSES[settings["loss"]]()
+    data = torch.as_tensor(X)
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+    def step(i):
+        batch = data[(i * batch_size) % (len(data) - batch_size):][:batch_size]
+        loss = loss_fn(model(batch), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(5):
+        step(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    seconds = time.perf_counter() - start
+    samples_per_s = steps * batch_size / seconds
+    return {"preset": preset, "batch_size": batch_size, "samples_per_s": round(samples_per_s),
+            "gflops": round(6 * weights * samples_per_s / 1e9, 1),
+            "epoch_seconds_mnist70k": round(70_000 / samples_per_s, 1)}
+
+
+def stage_times(preset, repeats, seed=0):
+    runs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, "-m", "encluster", "run", "--preset", preset, "--seed", str(seed),
+                            "--out", f"{tmp}/run", "-q"], check=True)
+            runs.append(json.loads(Path(f"{tmp}/run/metrics.json").read_text()))
+    stages = sorted({k for r in runs for k in r["timings"]})
+    return {"preset": preset, "repeats": repeats, "seed": seed, "acc": [r["acc"] for r in runs],
+            "stages": {k: statistics.median(r["timings"].get(k, 0.0) for r in runs) for k in stages},
+            "total_seconds": statistics.median(r["total_seconds"] for r in runs),
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in runs)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stages", type=int, default=0, metavar="N", help="also time `encluster run` N times")
+    parser.add_argument("--presets", nargs="+", default=["seed", "default"])
+    args = parser.parse_args()
+    X = load_dataset("mnist", split="test").X
+    peak = matmul_peak()
+    print(f"matmul peak {peak:.1f} GFLOP/s", flush=True)
+    throughput = []
+    for preset in args.presets:
+        base = get_preset(preset)["batch_size"]
+        for batch_size in sorted({base, 1024, 4096} if preset != "seed" else {base, 256}):
+            row = training_throughput(preset, batch_size, X)
+            row["fraction_of_peak"] = round(row["gflops"] / peak, 3)
+            print(json.dumps(row), flush=True)
+            throughput.append(row)
+    stages = [stage_times(p, args.stages) for p in args.presets] if args.stages else []
+    result = {"machine": describe(), "threads": torch.get_num_threads(), "matmul_peak_gflops": round(peak, 1),
+              "throughput": throughput, "stages": stages}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"Machine: {result['machine']}, {result['threads']} torch threads. float32 matmul peak "
+             f"(4096x4096 torch.mm, best of 10): **{peak:.1f} GFLOP/s**.", "",
+             "| preset | batch | samples/s | GFLOP/s | of peak | s per MNIST-70k epoch |", "|---" * 6 + "|"]
+    lines += [f"| {r['preset']} | {r['batch_size']} | {r['samples_per_s']:,} | {r['gflops']} | "
+              f"{100 * r['fraction_of_peak']:.0f}% | {r['epoch_seconds_mnist70k']} |" for r in throughput]
+    for s in stages:
+        lines += ["", f"`encluster run --preset {s['preset']}` on MNIST-70k, median of {s['repeats']} "
+                  f"(seed {s['seed']}): total {s['total_seconds']:.0f} s, peak {s['peak_memory_mb']:.0f} MB, "
+                  f"ACC {', '.join(f'{a:.3f}' for a in s['acc'])}", "",
+                  "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in s["stages"].items()]
+    (RESULTS / "speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
