@@ -91,6 +91,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         The UMAP of the codes (methods n2d and umap).
     mixture_ : sklearn.mixture.GaussianMixture or None
         The mixture fitted on the UMAP embedding (methods n2d and umap).
+    embedded_ : ndarray of shape (n_samples, n_components) or None
+        Where UMAP put each training sample (methods n2d and umap).
     history_ : list of float
         Mean reconstruction loss of each pretraining epoch.
     refinement_history_ : list of float
@@ -214,13 +216,13 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         clock = time.perf_counter()
         self.codes_ = self._encode_scaled(data)
         self.timings_["encode"] = time.perf_counter() - clock
-        self.embedding_ = self.mixture_ = self.cluster_selection_ = None
+        self.embedding_ = self.mixture_ = self.embedded_ = self.cluster_selection_ = None
         self.refinement_history_ = []
         space = self.codes_
         if method in ("n2d", "umap"):
             clock = time.perf_counter()
             width = AUTO_CODE_SIZE if auto else int(self.n_clusters)  # N2D: one UMAP dimension per cluster
-            space = self._fit_embedding(self.codes_, width, settings["n_neighbors"])
+            space = self.embedded_ = self._fit_embedding(self.codes_, width, settings["n_neighbors"])
             self.timings_["embed"] = time.perf_counter() - clock
         clock = time.perf_counter()
         self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X))

@@ -14,23 +14,26 @@ log = logging.getLogger(__name__)
 MAX_SCATTER_POINTS = 20000
 
 
-def project_to_3d(codes, centers):
-    """Codes wider than 3 are projected with PCA (fitted on the codes); narrower ones padded."""
+def project_to_3d(codes, centers, what="codes"):
+    """Codes wider than 3 are projected with PCA (fitted on the codes); narrower ones padded.
+    `what` names the space in the returned description."""
     width = codes.shape[1]
     if width > 3:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=3, random_state=0).fit(codes)
-        return pca.transform(codes), pca.transform(centers), f"PCA of the {width}-D codes"
+        return pca.transform(codes), pca.transform(centers), f"PCA of the {width}-D {what}"
     if width < 3:
         pad = lambda a: np.hstack([a, np.zeros((len(a), 3 - width))])  # noqa: E731
-        return pad(codes), pad(centers), f"{width}-D codes"
-    return codes, centers, "3-D codes"
+        return pad(codes), pad(centers), f"{width}-D {what}"
+    return codes, centers, f"3-D {what}"
 
 
-def code_scatter(codes, centers, labels, class_names, path, *, title, color_by="true label"):
-    """3-D scatter of the codes, one colour per class, centroids as large black crosses."""
-    points, cents, space = project_to_3d(np.asarray(codes, dtype=np.float64), np.asarray(centers, dtype=np.float64))
+def code_scatter(codes, centers, labels, class_names, path, *, title, color_by="true label", what="codes"):
+    """3-D scatter of the codes (or of another embedding, named by `what`), one colour per
+    class, centroids as large black crosses."""
+    points, cents, space = project_to_3d(np.asarray(codes, dtype=np.float64), np.asarray(centers, dtype=np.float64),
+                                         what)
     note = ""
     if len(points) > MAX_SCATTER_POINTS:
         keep = np.random.default_rng(0).choice(len(points), MAX_SCATTER_POINTS, replace=False)
@@ -46,9 +49,10 @@ def code_scatter(codes, centers, labels, class_names, path, *, title, color_by="
         ax.scatter(*points[sel].T, s=2, alpha=0.5, color=cmap(i % cmap.N), label=name, rasterized=True)
     ax.scatter(*cents.T, marker="x", s=250, linewidths=4, color="black", label="centroids", depthshade=False)
     ax.set_title(f"{title}\n{space}, coloured by {color_by}{note}")
-    ax.set_xlabel("code 1")
-    ax.set_ylabel("code 2")
-    ax.set_zlabel("code 3")
+    axis = "code" if what == "codes" else "axis"
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_zlabel(f"{axis} 3")
     legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), title=color_by)
     for handle in legend.legend_handles:
         handle.set_alpha(1)

@@ -301,8 +301,12 @@ def _plot(est, dataset, metrics, out):
     codes, labels = est.codes_, est.labels_
     color, color_by = (dataset.y, "true label") if dataset.y is not None else (labels, "cluster")
     names = dataset.class_names if dataset.y is not None else None
-    plots.code_scatter(codes, est.cluster_centers_, color, names, out / "codes_3d.png",
-                       title=f"{dataset.name}: {metrics['preset']} preset, seed {metrics['seed']}", color_by=color_by)
+    # N2D and UMAP cluster the UMAP embedding, not the codes: show where they cluster.
+    points, centers, what = ((est.embedded_, est.mixture_.means_, "UMAP embedding") if est.embedded_ is not None
+                             else (codes, est.cluster_centers_, "codes"))
+    plots.code_scatter(points, centers, color, names, out / "codes_3d.png",
+                       title=f"{dataset.name}: {metrics['preset']} preset, seed {metrics['seed']}", color_by=color_by,
+                       what=what)
     if est.history_:
         plots.loss_curve(est.history_, out / "loss.png", loss_name=est.training_.loss)
     if dataset.y is not None:
