@@ -46,7 +46,7 @@ def run_one(dataset, method, seed, epochs):
 
     data = load_dataset(dataset, scale=False)
     started = time.perf_counter()
-    settings = {}
+    settings, stages = {}, {}
     if method == "pixels":
         labels, _ = kmeans(data.X.astype("float32") / (255 if data.X.dtype.kind == "u" else 1), 10, n_init=10,
                            random_state=seed)
@@ -56,14 +56,14 @@ def run_one(dataset, method, seed, epochs):
     else:
         overrides = {"epochs": epochs} if epochs and method in ("n2d", "dec", "idec", "default") else {}
         est = EncodingClusterer(10, preset=method, random_state=seed, **overrides).fit(data.X)
-        labels = est.labels_
+        labels, stages = est.labels_, {k: round(v, 1) for k, v in est.timings_.items()}
         settings = {k: v for k, v in est._resolved().items() if not isinstance(v, dict)}
     seconds = time.perf_counter() - started
     scores = score(data.y, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"dataset": dataset, "method": method, "seed": seed, "n_samples": int(data.n_samples),
             "acc": scores["acc"], "nmi": scores["nmi"], "ari": scores["ari"], "seconds": round(seconds, 1),
-            "peak_mb": round(peak_mb), "settings": settings}
+            "peak_mb": round(peak_mb), "stages": stages, "settings": settings}
 
 
 def _run_clustpy(method, data, seed, epochs):
