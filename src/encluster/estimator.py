@@ -192,6 +192,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         spec = None if method == "umap" else AutoencoderSpec(n_features=X.shape[1], code_size=code_size, **{
             k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation",
                                      "output_activation", "init")})
+        if method in ("n2d", "umap") and len(X) < 3:
+            raise DataError(f"method {method!r} embeds the data with UMAP, which needs at least 3 samples (got "
+                            f"{len(X)}); use preset 'seed' (k-means) for so few")
         if (auto or self.n_clusters > 1) and len(X) > 1 and is_constant(X):
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
