@@ -178,3 +178,21 @@ def test_target_distribution_is_dec_equation_3(raw):
     frequency = q.sum(dim=0)
     expected = q**2 / frequency
     assert torch.allclose(p, expected / expected.sum(dim=1, keepdim=True))
+
+
+def test_a_component_no_sample_chose_still_gets_a_decodable_centre(monkeypatch):
+    from encluster import estimator
+
+    fit_mixture = estimator.gaussian_mixture
+
+    def leave_component_2_empty(space, k, **kwargs):
+        labels, mixture = fit_mixture(space, k, **kwargs)
+        labels[labels == 2] = 0
+        return labels, mixture
+
+    monkeypatch.setattr(estimator, "gaussian_mixture", leave_component_2_empty)
+    X = np.random.default_rng(0).uniform(size=(60, 5))
+    est = EncodingClusterer(3, preset="umap", random_state=0).fit(X)
+    assert np.bincount(est.labels_, minlength=3)[2] == 0
+    assert np.isfinite(est.cluster_centers_).all()
+    assert np.isfinite(est.decode(est.cluster_centers_)).all()

@@ -261,9 +261,13 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         if method in ("n2d", "umap"):
             self.labels_, self.mixture_ = gaussian_mixture(space, k, n_init=settings["n_init"],
                                                            random_state=self.seed_)
-            # N2D: a cluster's centre is the mean code of its members, so the decoder can show it.
-            self.cluster_centers_ = np.stack([self.codes_[self.labels_ == c].mean(axis=0) if (self.labels_ == c).any()
-                                              else np.full(self.codes_.shape[1], np.nan)
+            # N2D: a cluster's centre is the mean code of its members, so the decoder can show it;
+            # a component no sample chose is shown by the sample it claims most.
+            sizes = np.bincount(self.labels_, minlength=k)
+            responsibility = self.mixture_.predict_proba(np.asarray(space, dtype=np.float64)) if sizes.min() == 0 \
+                else None
+            self.cluster_centers_ = np.stack([self.codes_[self.labels_ == c].mean(axis=0) if sizes[c]
+                                              else self.codes_[responsibility[:, c].argmax()]
                                               for c in range(k)]).astype(np.float32)
             return
         self.labels_, self.cluster_centers_ = kmeans(self.codes_, k, n_init=settings["n_init"],
