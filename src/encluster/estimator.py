@@ -15,7 +15,7 @@ from .presets import DEFAULT_PRESET, METHODS, REFINEMENT, get_preset
 from .refinement import RefinementConfig, refine_clusters
 from .scaling import ScaledRows, Scaler
 from .training import TrainingConfig, apply_in_batches, train_autoencoder
-from .validation import check_n_clusters, check_samples, is_constant
+from .validation import check_n_clusters, check_samples, is_constant, row_chunks
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         auto = self.n_clusters == "auto"
         if not auto:
             check_n_clusters(self.n_clusters, len(X))
-        code_size = settings["code_size"] or (AUTO_CODE_SIZE if auto else int(self.n_clusters))
+        # N2D: one code (and UMAP) dimension per cluster.
+        per_cluster = AUTO_CODE_SIZE if auto else int(self.n_clusters)
+        code_size = settings["code_size"] or per_cluster
         spec = None if method == "umap" else AutoencoderSpec(n_features=X.shape[1], code_size=code_size, **{
             k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation",
                                      "output_activation", "init")})
@@ -224,8 +226,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         space = self.codes_
         if method in ("n2d", "umap"):
             clock = time.perf_counter()
-            width = AUTO_CODE_SIZE if auto else int(self.n_clusters)  # N2D: one UMAP dimension per cluster
-            space = self.embedded_ = self._fit_embedding(self.codes_, width, settings["n_neighbors"])
+            space = self.embedded_ = self._fit_embedding(self.codes_, per_cluster, settings["n_neighbors"])
             self.timings_["embed"] = time.perf_counter() - clock
         clock = time.perf_counter()
         self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X))
@@ -292,7 +293,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
 
     def _encode_scaled(self, data):
         if self.autoencoder_ is None:
-            return np.concatenate([data[start : start + 16384] for start in range(0, len(data), 16384)])
+            return np.concatenate(list(row_chunks(data)))
         return apply_in_batches(self.autoencoder_.encode, data)
 
     def transform(self, X):
