@@ -134,6 +134,7 @@ def build_parser():
 
 
 def _cmd_run(args):
+    from .distributed import launched
     from .runs import resume_experiment, run_experiment
 
     verbose = 0 if args.quiet else 1
@@ -142,15 +143,22 @@ def _cmd_run(args):
     else:
         config = _run_config(args)
         out = args.out if args.out is not None else config.default_run_dir()
-    try:
-        if args.resume:
-            metrics, run_dir = resume_experiment(out, verbose=verbose)
-        else:
-            metrics, run_dir = run_experiment(config, out, force=args.force, verbose=verbose)
-    except (TrainingInterrupted, KeyboardInterrupt):
-        print(f"interrupted; continue with: encluster run --resume {out}", file=sys.stderr)
-        return 130
-    _print_summary(metrics, run_dir)
+    # Under torchrun every process runs this; rank 0 alone logs, prints and writes.
+    with launched() as group:
+        if not group.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
+        try:
+            if args.resume:
+                metrics, run_dir = resume_experiment(out, verbose=verbose)
+            else:
+                metrics, run_dir = run_experiment(config, out, force=args.force, verbose=verbose)
+        except (TrainingInterrupted, KeyboardInterrupt):
+            if group.is_main:
+                launcher = "torchrun ... -m encluster" if group.world_size > 1 else "encluster"
+                print(f"interrupted; continue with: {launcher} run --resume {out}", file=sys.stderr)
+            return 130
+    if run_dir is not None:
+        _print_summary(metrics, run_dir)
     return 0
 
 

@@ -4,13 +4,16 @@ Gaussian mixtures, and choosing the number of clusters when it is unknown."""
 import warnings
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
+from .distributed import current
 from .errors import DataError
-from .validation import check_n_clusters
+from .scaling import row_range
+from .validation import check_n_clusters, row_chunks
 
 
 def kmeans(X, n_clusters, *, n_init=10, random_state=None, what="data"):
@@ -39,19 +42,97 @@ def kmeans(X, n_clusters, *, n_init=10, random_state=None, what="data"):
     return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
 
 
-def kmeans_sampled(rows, n_clusters, *, n_init=10, random_state=None, max_fit_samples=100_000, what="data"):
-    """k-means for data that may not fit in memory twice over: up to `max_fit_samples`
-    rows it is exactly `kmeans`; above, the centres are fitted on a seeded random
-    sample of that many rows and every row is then assigned in batches.
+def kmeans_sampled(rows, n_clusters, *, n_init=10, random_state=None, max_fit_samples=100_000, what="data",
+                   polish_iter=10, group=None):
+    """k-means for data that may not fit in memory twice over, alone or across processes.
+
+    Up to `max_fit_samples` rows it is exactly `kmeans`. Above, the centres are fitted
+    (k-means++ and `n_init` restarts) on a seeded random sample of that many rows, then
+    polished by at most `polish_iter` Lloyd steps over all rows, read in batches.
+    Returns ``(labels, centers)`` for all rows.
 
     rows : array-like or ScaledRows, indexable by row numbers and slices
+    group : encluster.distributed.Group, optional
+        Under torchrun each process reads only its contiguous shard of `rows`: the sample
+        is gathered from every shard's share (drawn with the process's own seed), fitted on
+        the main process and shared, and the Lloyd steps sum over the shards (`lloyd`).
     """
+    group = group or current()
     n = len(rows)
+    start, stop = group.shard(n)
     if n <= max_fit_samples:
-        return kmeans(rows[0:n], n_clusters, n_init=n_init, random_state=random_state, what=what)
-    sample = np.sort(np.random.default_rng(random_state).choice(n, max_fit_samples, replace=False))
-    _, centers = kmeans(rows[sample], n_clusters, n_init=n_init, random_state=random_state, what=what)
-    return nearest_center(rows, centers), centers
+        if group.world_size == 1:
+            return kmeans(rows[0:n], n_clusters, n_init=n_init, random_state=random_state, what=what)
+        everything = group.all_gather_rows(rows[start:stop])
+        fitted = group.on_main(lambda: dict(zip(("labels", "centers"), kmeans(
+            everything, n_clusters, n_init=n_init, random_state=random_state, what=what))))
+        return fitted["labels"], fitted["centers"]
+    share = round(max_fit_samples * (stop - start) / n)
+    rng = np.random.default_rng(None if random_state is None else group.rank_seed(random_state))
+    sample = group.all_gather_rows(rows[np.sort(rng.choice(stop - start, share, replace=False)) + start])
+    centers = group.on_main(lambda: {"centers": kmeans(sample, n_clusters, n_init=n_init, random_state=random_state,
+                                                       what=what)[1]})["centers"]
+    labels, centers, _ = lloyd(row_range(rows, start, stop), centers, reduce=group.all_reduce, max_iter=polish_iter)
+    return group.all_gather_rows(labels), centers.astype(np.float32)
+
+
+def lloyd(rows, centers, *, reduce=lambda tensor: tensor, max_iter=300, tol=1e-4, batch_size=16384):
+    """Lloyd's k-means iterations from the given centres, over this process's `rows`.
+
+    Each step sums the rows of each cluster and counts them, `reduce`s the sums and counts
+    over processes (nothing alone, ``torch.distributed.all_reduce`` under torchrun), and
+    divides: the same code gives every process the same centres, and the labels of its
+    own rows. Stops as scikit-learn's ``KMeans(algorithm="lloyd")`` does: when no label
+    changed, or when the centres moved (squared, summed) by at most `tol` times the data's
+    mean feature variance; then labels are recomputed for the final centres. A cluster
+    that loses all its rows keeps its centre.
+
+    rows : array-like or ScaledRows of shape (n_rows, n_features), read in batches
+    centers : ndarray of shape (n_clusters, n_features)
+    reduce : callable summing a float64 tensor over processes in place and returning it
+
+    Returns ``(labels, centers, inertia)``, inertia summed over all processes.
+    """
+    centers = np.array(centers, dtype=np.float64)
+    k, d = centers.shape
+    moments = np.zeros(2 * d + 1)
+    for chunk in row_chunks(rows, batch_size):
+        chunk = np.asarray(chunk, dtype=np.float64)
+        moments += np.concatenate([chunk.sum(axis=0), (chunk**2).sum(axis=0), [len(chunk)]])
+    moments = reduce(torch.from_numpy(moments)).numpy()
+    mean = moments[:d] / moments[-1]
+    tolerance = float(np.mean(moments[d : 2 * d] / moments[-1] - mean**2)) * tol
+    labels = None
+    for _ in range(max_iter):
+        new_labels, sums, counts, _ = _assign(rows, centers, batch_size)
+        changed = len(new_labels) if labels is None else int((new_labels != labels).sum())
+        totals = reduce(torch.from_numpy(np.concatenate([sums.ravel(), counts, [changed]]))).numpy()
+        sums, counts, changed = totals[: k * d].reshape(k, d), totals[k * d : k * d + k], totals[-1]
+        new_centers = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
+        shift = float(((new_centers - centers) ** 2).sum())
+        centers, labels = new_centers, new_labels
+        if changed == 0 or shift <= tolerance:
+            break
+    # The labels of the final centres (unchanged when no label changed in the last step).
+    labels, _, _, inertia = _assign(rows, centers, batch_size)
+    return labels, centers, reduce(torch.tensor([inertia], dtype=torch.float64)).item()
+
+
+def _assign(rows, centers, batch_size):
+    """Nearest centre of each row, per-cluster sums and counts, and the summed squared distance."""
+    k, d = centers.shape
+    sq_norms = (centers**2).sum(axis=1)
+    labels, sums, counts, inertia = [], np.zeros((k, d)), np.zeros(k), 0.0
+    for chunk in row_chunks(rows, batch_size):
+        chunk = np.asarray(chunk, dtype=np.float64)
+        distances = sq_norms - 2 * chunk @ centers.T
+        nearest = distances.argmin(axis=1)
+        labels.append(nearest)
+        sums += np.eye(k)[nearest].T @ chunk
+        counts += np.bincount(nearest, minlength=k)
+        inertia += float(distances[np.arange(len(chunk)), nearest].sum() + (chunk**2).sum())
+    labels = np.concatenate(labels) if labels else np.empty(0, dtype=np.int64)
+    return labels.astype(np.int64), sums, counts, inertia
 
 
 def nearest_center(X, centers, batch_size=16384):

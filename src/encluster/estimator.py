@@ -7,13 +7,15 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from .clustering import choose_n_clusters, gaussian_mixture, kmeans, nearest_center
+from .clustering import (choose_n_clusters, gaussian_mixture, kmeans_sampled, mixture_from_arrays,
+                         mixture_to_arrays, nearest_center)
+from .distributed import current
 from .embedding import UmapEmbedding
 from .errors import ConfigError, DataError, NotFittedError
 from .models import Autoencoder, AutoencoderSpec
 from .presets import DEFAULT_PRESET, METHODS, REFINEMENT, get_preset
 from .refinement import RefinementConfig, refine_clusters
-from .scaling import ScaledRows, Scaler
+from .scaling import ScaledRows, Scaler, row_range
 from .training import TrainingConfig, apply_in_batches, train_autoencoder
 from .validation import check_n_clusters, check_samples, is_constant, row_chunks
 
@@ -107,6 +109,16 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         Codes of the training samples.
     timings_ : dict
         Seconds spent in each stage of `fit`.
+    world_size_ : int
+        How many processes fitted the model together (1, unless run under torchrun).
+
+    Notes
+    -----
+    Under ``torchrun`` (a started `torch.distributed` process group), every process calls
+    `fit` on the same data: training and DEC/IDEC refinement run data-parallel, encoding and
+    k-means are split into shards, and the steps that do not distribute (UMAP's fit, the
+    Gaussian mixture, choosing k) run on rank 0 and are shared; every process ends with the
+    same fitted model. `batch_size` is then the global batch (see `encluster.distributed`).
     """
 
     def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, method=None, hidden=None, code_size=None,
@@ -185,6 +197,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
                                                               "schedule")})
         refinement = RefinementConfig(**REFINEMENT[method]) if method in ("dec", "idec") else None
         X = check_samples(X)
+        group = current()
         auto = self.n_clusters == "auto"
         if not auto:
             check_n_clusters(self.n_clusters, len(X))
@@ -201,6 +214,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
         self.method_, self.training_, self.refinement_ = method, training, refinement
+        self.world_size_ = group.world_size
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
         self.scaler_ = Scaler.fit(X)
@@ -215,53 +229,78 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
                 self.autoencoder_ = Autoencoder(spec)
             self.history_ = train_autoencoder(self.autoencoder_, data, self.training_,
                                               generator=torch.Generator().manual_seed(self.seed_), device=device,
-                                              verbose=self.verbose, checkpoint=checkpoint)
+                                              verbose=self.verbose, checkpoint=checkpoint, group=group)
             self.autoencoder_.to("cpu")
         self.timings_["train"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        self.codes_ = self._encode_scaled(data)
+        self.codes_ = self._encode_shards(data, group)
         self.timings_["encode"] = time.perf_counter() - clock
         self.embedding_ = self.mixture_ = self.embedded_ = self.cluster_selection_ = None
         self.refinement_history_ = []
         space = self.codes_
         if method in ("n2d", "umap"):
             clock = time.perf_counter()
-            space = self.embedded_ = self._fit_embedding(self.codes_, per_cluster, settings["n_neighbors"])
+            space = self.embedded_ = self._fit_embedding(self.codes_, per_cluster, settings["n_neighbors"], group)
             self.timings_["embed"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X))
-        self._cluster(space, settings, data, device)
+        self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X), group)
+        self._cluster(space, settings, data, device, group)
         self.timings_["cluster"] = time.perf_counter() - clock
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _fit_embedding(self, codes, width, n_neighbors):
-        """UMAP of the codes; above MAX_UMAP_FIT_SAMPLES fitted on a seeded sample, the rest placed by transform."""
+    def _fit_embedding(self, codes, width, n_neighbors, group):
+        """UMAP of the codes; above MAX_UMAP_FIT_SAMPLES fitted on a seeded sample, the rest placed by
+        transform. UMAP does not distribute: rank 0 fits it, and each process transforms its shard."""
         self.embedding_ = UmapEmbedding(width, n_neighbors=n_neighbors, random_state=self.seed_)
-        if len(codes) <= MAX_UMAP_FIT_SAMPLES:
-            return self.embedding_.fit_transform(codes)
-        sample = np.sort(np.random.default_rng(self.seed_).choice(len(codes), MAX_UMAP_FIT_SAMPLES, replace=False))
-        self.embedding_.fit_transform(codes[sample])
-        return self._embed(codes)
+        fit_all = len(codes) <= MAX_UMAP_FIT_SAMPLES
+
+        def fit():
+            if fit_all:
+                embedded = self.embedding_.fit_transform(codes)
+            else:
+                sample = np.random.default_rng(self.seed_).choice(len(codes), MAX_UMAP_FIT_SAMPLES, replace=False)
+                self.embedding_.fit_transform(codes[np.sort(sample)])
+            arrays, settings = self.embedding_.to_arrays()
+            return {**arrays, "settings": settings, **({"embedded": embedded} if fit_all else {})}
+
+        fitted = group.on_main(fit)
+        if not group.is_main:
+            self.embedding_ = UmapEmbedding.from_arrays(fitted, fitted["settings"])
+        if fit_all:
+            return fitted["embedded"]
+        start, stop = group.shard(len(codes))
+        return group.all_gather_rows(self._embed(codes[start:stop]))
 
     def _embed(self, codes, batch_size=50_000):
         return np.concatenate([self.embedding_.transform(codes[start : start + batch_size])
                                for start in range(0, len(codes), batch_size)])
 
-    def _choose_n_clusters(self, space, n_samples):
+    def _choose_n_clusters(self, space, n_samples, group):
         candidates = range(2, min(self.max_clusters, n_samples) + 1)
-        k, silhouettes = choose_n_clusters(space, candidates, random_state=self.seed_)
-        self.cluster_selection_ = {"criterion": "mean silhouette of a Gaussian mixture's clusters (highest wins)",
-                                   "chosen": k, "silhouette": {str(c): v for c, v in silhouettes.items()}}
-        log.info("n_clusters=auto chose %d clusters (highest silhouette among %d..%d)", k, candidates[0],
-                 candidates[-1])
-        return k
 
-    def _cluster(self, space, settings, data, device):
+        def choose():
+            k, silhouettes = choose_n_clusters(space, candidates, random_state=self.seed_)
+            return {"chosen": k, "silhouette": {str(c): v for c, v in silhouettes.items()}}
+
+        chosen = group.on_main(choose)
+        self.cluster_selection_ = {"criterion": "mean silhouette of a Gaussian mixture's clusters (highest wins)",
+                                   **chosen}
+        log.info("n_clusters=auto chose %d clusters (highest silhouette among %d..%d)", chosen["chosen"],
+                 candidates[0], candidates[-1])
+        return int(chosen["chosen"])
+
+    def _cluster(self, space, settings, data, device, group):
         method, k = self.method_, self.n_clusters_
         if method in ("n2d", "umap"):
-            self.labels_, self.mixture_ = gaussian_mixture(space, k, n_init=settings["n_init"],
-                                                           random_state=self.seed_)
+            def fit_mixture():
+                labels, self.mixture_ = gaussian_mixture(space, k, n_init=settings["n_init"], random_state=self.seed_)
+                return {"labels": labels, **mixture_to_arrays(self.mixture_)}
+
+            fitted = group.on_main(fit_mixture)
+            if not group.is_main:
+                self.mixture_ = mixture_from_arrays(fitted)
+            self.labels_ = fitted["labels"]
             # N2D: a cluster's centre is the mean code of its members, so the decoder can show it;
             # a component no sample chose is shown by the sample it claims most.
             sizes = np.bincount(self.labels_, minlength=k)
@@ -271,14 +310,15 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
                                               else self.codes_[responsibility[:, c].argmax()]
                                               for c in range(k)]).astype(np.float32)
             return
-        self.labels_, self.cluster_centers_ = kmeans(self.codes_, k, n_init=settings["n_init"],
-                                                     random_state=self.seed_, what="codes")
+        self.labels_, self.cluster_centers_ = kmeans_sampled(self.codes_, k, n_init=settings["n_init"],
+                                                             random_state=self.seed_, what="codes", group=group)
         if method in ("dec", "idec"):
             self.labels_, self.cluster_centers_, self.refinement_history_ = refine_clusters(
                 self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=self.training_.loss,
-                generator=torch.Generator().manual_seed(self.seed_ + 1), device=device, verbose=self.verbose)
+                generator=torch.Generator().manual_seed(self.seed_ + 1), device=device, verbose=self.verbose,
+                group=group)
             self.autoencoder_.to("cpu")
-            self.codes_ = self._encode_scaled(data)
+            self.codes_ = self._encode_shards(data, group)
 
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
@@ -290,6 +330,10 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             raise DataError(f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}; "
                             "give data of the same width (and layout) as the training data")
         return X
+
+    def _encode_shards(self, data, group):
+        """Codes of all of `data`: each process encodes its shard, and the shards are gathered in order."""
+        return group.all_gather_rows(self._encode_scaled(row_range(data, *group.shard(len(data)))))
 
     def _encode_scaled(self, data):
         if self.autoencoder_ is None:

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import current
 from .errors import ConfigError
 from .progress import progress
-from .training import LOSSES, apply_in_batches
+from .scaling import row_range
+from .training import LOSSES, apply_in_batches, epoch_order
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +78,35 @@ def soft_assignments(codes, centers, alpha=1.0):
     return q / q.sum(dim=1, keepdim=True)
 
 
-def target_distribution(q):
-    """Sharpen soft assignments, normalised by cluster frequency (DEC eq. 3)."""
-    weight = q.pow(2) / q.sum(dim=0)
+def target_distribution(q, frequency=None):
+    """Sharpen soft assignments, normalised by cluster frequency (DEC eq. 3).
+
+    frequency : tensor of shape (n_clusters,), optional
+        The soft cluster frequencies of the *whole* data set, when `q` holds only some of
+        its rows (one process's shard); default ``q.sum(dim=0)``.
+    """
+    weight = q.pow(2) / (q.sum(dim=0) if frequency is None else frequency)
     return weight / weight.sum(dim=1, keepdim=True)
 
 
-def refine_clusters(model, data, centers, config, *, loss="mse", generator, device="cpu", verbose=0):
+class _Refined(nn.Module):
+    """What DEC/IDEC train, as one module, so that under torchrun DistributedDataParallel
+    averages the gradients of the encoder, the centres and (IDEC) the decoder."""
+
+    def __init__(self, model, centers, alpha, with_decoder):
+        super().__init__()
+        self.encoder = model.encoder
+        self.decoder = model.decoder if with_decoder else None
+        self.centers = nn.Parameter(centers)
+        self.alpha = alpha
+
+    def forward(self, batch):
+        codes = self.encoder(batch)
+        reconstruction = self.decoder(codes) if self.decoder is not None else None
+        return soft_assignments(codes, self.centers, self.alpha), reconstruction
+
+
+def refine_clusters(model, data, centers, config, *, loss="mse", generator, device="cpu", verbose=0, group=None):
     """Train `model`'s encoder (and decoder, for IDEC) with the centres; return
     ``(labels, centers, history)``, `history` holding the fraction of changed
     assignments at each target update.
@@ -90,39 +114,45 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
     model : Autoencoder, pretrained
     data : ScaledRows or ndarray, rows in [0, 1]
     centers : ndarray of shape (n_clusters, code_size), e.g. k-means on the codes
+    group : encluster.distributed.Group, optional
+        Under torchrun, batches are split over the processes as in pretraining, and the
+        target is computed shard by shard with the cluster frequencies summed over all.
     """
+    group = group or current()
+    if config.batch_size % group.world_size:
+        raise ConfigError(f"refinement batch_size={config.batch_size} does not split evenly over {group.world_size} "
+                          f"processes; run on a number of processes that divides it")
     model.to(device).train()
-    centers = nn.Parameter(torch.as_tensor(centers, dtype=torch.float32, device=device).clone())
-    parameters = [*model.encoder.parameters(), centers]
-    if config.gamma is not None:
-        parameters += list(model.decoder.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
+    refined = _Refined(model, torch.as_tensor(centers, dtype=torch.float32, device=device).clone(), config.alpha,
+                       with_decoder=config.gamma is not None)
+    network = refined if group.world_size == 1 else nn.parallel.DistributedDataParallel(refined)
+    optimizer = torch.optim.Adam(refined.parameters(), lr=config.learning_rate)
     reconstruction = LOSSES[loss]()
     n = len(data)
-    batches_per_epoch = math.ceil(n / config.batch_size)
+    padded = n + (-n) % group.world_size
+    batches_per_epoch = math.ceil(padded / config.batch_size)
     # On a small data set, update at least once an epoch.
     interval = min(config.update_interval, batches_per_epoch)
     labels, history, step = None, [], 0
-    with progress("refining clusters", batches_per_epoch * config.epochs, verbose) as bar:
+    with progress("refining clusters", batches_per_epoch * config.epochs, verbose if group.is_main else 0) as bar:
         for epoch in range(config.epochs):
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n, config.batch_size):
+            order = epoch_order(n, generator, group.world_size)
+            for start in range(0, padded, config.batch_size):
                 if step % interval == 0:
-                    target, new_labels = _global_target(model, data, centers, config.alpha, device)
+                    target, new_labels = _global_target(model, data, refined.centers, config.alpha, device, group)
                     if labels is not None:
                         history.append(float((new_labels != labels).mean()))
                         if history[-1] < config.tol:
                             log.info("refinement converged: %.4f%% of assignments changed", 100 * history[-1])
                             model.eval()
-                            return new_labels, centers.detach().cpu().numpy(), history
+                            return new_labels, refined.centers.detach().cpu().numpy(), history
                     labels = new_labels
-                rows = order[start : start + config.batch_size]
+                rows = order[start : start + config.batch_size][group.rank :: group.world_size]
                 batch = torch.as_tensor(data[rows.numpy()], dtype=torch.float32).to(device)
-                codes = model.encoder(batch)
-                q = soft_assignments(codes, centers, config.alpha)
+                q, decoded = network(batch)
                 loss_value = nn.functional.kl_div(q.log(), target[rows].to(device), reduction="batchmean")
-                if config.gamma is not None:
-                    loss_value = reconstruction(model.decoder(codes), batch) + config.gamma * loss_value
+                if decoded is not None:
+                    loss_value = reconstruction(decoded, batch) + config.gamma * loss_value
                 optimizer.zero_grad(set_to_none=True)
                 loss_value.backward()
                 optimizer.step()
@@ -130,15 +160,19 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
                 bar.advance(1)
             bar.epoch_done(epoch + 1, config.epochs, loss=float(loss_value.detach()))
     model.eval()
-    _, labels = _global_target(model, data, centers, config.alpha, device)
-    return labels, centers.detach().cpu().numpy(), history
+    _, labels = _global_target(model, data, refined.centers, config.alpha, device, group)
+    return labels, refined.centers.detach().cpu().numpy(), history
 
 
-def _global_target(model, data, centers, alpha, device):
-    """The target distribution over the whole data set, and the current hard labels."""
+def _global_target(model, data, centers, alpha, device, group):
+    """The target distribution over the whole data set, and the current hard labels:
+    each process encodes its shard, the soft cluster frequencies are summed over all
+    processes, and the shards' targets and labels are gathered."""
     model.eval()
-    codes = torch.as_tensor(apply_in_batches(model.encode, data, device=device))
+    codes = torch.as_tensor(apply_in_batches(model.encode, row_range(data, *group.shard(len(data))), device=device))
     with torch.no_grad():
         q = soft_assignments(codes, centers.detach().cpu(), alpha)
+        target = target_distribution(q, group.all_reduce(q.sum(dim=0)) if group.world_size > 1 else None)
     model.train()
-    return target_distribution(q), q.argmax(dim=1).numpy().astype(np.int64)
+    return (torch.from_numpy(group.all_gather_rows(target.numpy())),
+            group.all_gather_rows(q.argmax(dim=1).numpy().astype(np.int64)))

@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__, plots
 from .clustering import kmeans_sampled
 from .data import load_dataset
+from .distributed import current
 from .errors import ConfigError, RunDirError
 from .estimator import EncodingClusterer
 from .metrics import contingency, hungarian_matching, score
@@ -103,7 +104,7 @@ class StagedDir:
 
     def __init__(self, target, *, force=False, resume=False):
         self.target = Path(target)
-        self.path = self.target.with_name(f".{self.target.name}.partial")
+        self.path = self.staging_path(self.target)
         self.created = []  # folders this run creates above the run directory, removed again if it fails
         if resume:
             if self.target.exists():
@@ -124,6 +125,12 @@ class StagedDir:
             self.path.mkdir(parents=True)
         except OSError as exc:
             raise RunDirError(f"cannot write to {self.target.parent} ({exc.strerror}); choose a writable --out") from None
+
+    @staticmethod
+    def staging_path(target):
+        """Where the run directory `target` is built before it is complete."""
+        target = Path(target)
+        return target.with_name(f".{target.name}.partial")
 
     def commit(self):
         old = None
@@ -168,27 +175,39 @@ def run_experiment(config, out_dir=None, *, force=False, verbose=0):
     """Run the whole job described by `config`; return ``(metrics, run_dir)``.
 
     On Ctrl-C the run stops after the current batch, keeps a checkpoint and raises
-    `TrainingInterrupted`; `resume_experiment` continues it.
+    `TrainingInterrupted`; `resume_experiment` continues it. Under torchrun every process
+    calls this and takes part in the fit; only rank 0 creates and writes the run
+    directory (the others return ``(metrics, None)``).
     """
+    group = current()
     run_dir = Path(out_dir) if out_dir is not None else config.default_run_dir()
-    staged = StagedDir(run_dir, force=force)
-    atomic_write_json(staged.path / "config.json", {"encluster_version": __version__, "run": dataclasses.asdict(config)})
-    return _execute(config, staged, resume=False, verbose=verbose)
+    staged = StagedDir(run_dir, force=force) if group.is_main else None
+    if staged is not None:
+        atomic_write_json(staged.path / "config.json", {"encluster_version": __version__,
+                                                        "run": dataclasses.asdict(config)})
+    return _execute(config, staged, run_dir, resume=False, verbose=verbose)
 
 
 def resume_experiment(run_dir, *, verbose=0):
     """Continue a run that was interrupted (Ctrl-C, a crash, a kill) from its checkpoint.
 
-    The result is identical to an uninterrupted run with the same config (on CPU).
+    The result is identical to an uninterrupted run with the same config (on CPU). Under
+    torchrun, every process reads the config and checkpoint rank 0 wrote (a folder they
+    all see) and the number of processes must be the same as before.
     """
-    staged = StagedDir(run_dir, resume=True)
-    config = RunConfig.from_json(staged.path / "config.json")
-    return _execute(config, staged, resume=True, verbose=verbose)
+    run_dir = Path(run_dir)
+    staged = StagedDir(run_dir, resume=True) if current().is_main else None
+    config = RunConfig.from_json(StagedDir.staging_path(run_dir) / "config.json")
+    return _execute(config, staged, run_dir, resume=True, verbose=verbose)
 
 
-def _execute(config, staged, *, resume, verbose):
+def _execute(config, staged, run_dir, *, resume, verbose):
     started = time.perf_counter()
-    checkpoint = Checkpoint(staged.path / "checkpoint.pt", resume=resume)
+    checkpoint = Checkpoint(StagedDir.staging_path(run_dir) / "checkpoint.pt", resume=resume)
+    if staged is None:  # not rank 0: take part in the computation, write nothing
+        with _stop_on_sigint(checkpoint):
+            metrics, _, _ = _run(config, None, checkpoint, verbose)
+        return metrics, None
     try:
         with _stop_on_sigint(checkpoint):
             metrics, dataset, est = _run(config, staged.path, checkpoint, verbose)
@@ -237,6 +256,7 @@ def _run(config, out, checkpoint, verbose):
         "preset": config.preset,
         "method": est.method_,
         "seed": int(config.seed),
+        "world_size": int(est.world_size_),
         "final_loss": est.history_[-1] if est.history_ else None,
         "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }
@@ -247,6 +267,7 @@ def _run(config, out, checkpoint, verbose):
         metrics["confusion"] = contingency(dataset.y, labels).tolist()
         metrics["matching"] = {str(k): v for k, v in hungarian_matching(dataset.y, labels).items()}
         if config.baseline:
+            # Every process takes part (k-means over their shards under torchrun).
             pixel_labels, _ = kmeans_sampled(ScaledRows(dataset.X, est.scaler_), est.n_clusters_,
                                              n_init=BASELINE_N_INIT, random_state=config.seed)
             metrics["pixels"] = score(dataset.y, pixel_labels)
@@ -254,6 +275,8 @@ def _run(config, out, checkpoint, verbose):
     else:
         log.info("no labels: scores are skipped")
 
+    if out is None:  # not rank 0: nothing to save
+        return metrics, dataset, est
     t = time.perf_counter()
     np.save(out / "codes.npy", codes)
     np.save(out / "assignments.npy", labels)

@@ -77,3 +77,10 @@ class ScaledRows:
 
     def __getitem__(self, rows):
         return self.scaler._scale(np.asarray(self.X[rows]))
+
+
+def row_range(rows, start, stop):
+    """Rows ``start:stop`` of an array or `ScaledRows`, as a view: nothing is read yet."""
+    if isinstance(rows, ScaledRows):
+        return ScaledRows(rows.X[start:stop], rows.scaler)
+    return rows[start:stop]

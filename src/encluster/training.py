@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .distributed import current
 from .errors import ConfigError, ModelError
 from .progress import progress
 
@@ -104,7 +105,21 @@ class Checkpoint:
                              "start over without --resume") from None
 
 
-def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, checkpoint=None):
+def epoch_order(n, generator, world_size=1):
+    """One epoch's order of the `n` samples, the same in every process (same generator),
+    padded by wrapping around to a multiple of `world_size`, as torch's
+    `DistributedSampler` pads. Each global batch is a window of this order, and process
+    r takes every world_size-th row of it from the r-th, the sampler's interleaving: so
+    the processes together see exactly the batch one process would, and alone nothing
+    changes. (`DistributedSampler` itself reseeds from seed + epoch, which would change
+    every single-process result; the run's own generator advancing once per epoch is
+    what its ``set_epoch`` stands for.)"""
+    order = torch.randperm(n, generator=generator)
+    pad = (-n) % world_size
+    return order.repeat(math.ceil((n + pad) / n))[: n + pad] if pad else order
+
+
+def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, checkpoint=None, group=None):
     """Fit `model` to reconstruct `X`; return the mean loss of each epoch.
 
     Parameters
@@ -119,8 +134,18 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
         Save state at each epoch's end and when `checkpoint.stop` is set (then raise
         `TrainingInterrupted`); with ``checkpoint.resume``, continue from the saved state.
         A resumed fit ends with exactly the weights an uninterrupted one would have (CPU).
+        Only the main process writes it.
+    group : encluster.distributed.Group, optional
+        The processes training together (default: the running torchrun job, or this
+        process alone). Each takes ``batch_size / world_size`` rows of every batch and
+        DistributedDataParallel averages their gradients, so `batch_size` is the global
+        batch and the result matches one process (up to float rounding).
     """
-    run = _TrainingRun(model, X, config, generator, device, checkpoint)
+    group = group or current()
+    if config.batch_size % group.world_size:
+        raise ConfigError(f"batch_size={config.batch_size} does not split evenly over {group.world_size} processes; "
+                          f"use a multiple of {group.world_size} (each takes batch_size / {group.world_size} rows)")
+    run = _TrainingRun(model, X, config, generator, device, checkpoint, group)
     if checkpoint is not None and checkpoint.resume:
         run.restore(checkpoint.load())
     if checkpoint is not None:
@@ -137,13 +162,18 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
 class _TrainingRun:
     """The loop's state in one place, so it can be saved and restored mid-epoch."""
 
-    def __init__(self, model, data, config, generator, device, checkpoint):
+    def __init__(self, model, data, config, generator, device, checkpoint, group):
         self.model = model.to(device).train()
         self.data, self.config, self.generator, self.device, self.checkpoint = data, config, generator, device, checkpoint
+        self.group = group
+        # The network a step runs: under torchrun, wrapped so backward() averages the gradients of all processes.
+        self.network = self.model if group.world_size == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         self.loss_fn = LOSSES[config.loss]()
-        self.total_steps = math.ceil(len(data) / config.batch_size) * config.epochs
-        # Epoch, batch offset within it, that epoch's sample order and its loss so far.
+        self.padded = len(data) + (-len(data)) % group.world_size
+        self.total_steps = math.ceil(self.padded / config.batch_size) * config.epochs
+        # Epoch, batch offset within it, that epoch's sample order and its loss so far (this process's share
+        # of it while the epoch runs; the sum over all processes in a checkpoint).
         self.state = {"epoch": 0, "start": 0, "step": 0, "order": None, "total": 0.0, "history": []}
 
     def snapshot(self):
@@ -158,41 +188,59 @@ class _TrainingRun:
         self.generator.set_state(saved["generator"])
         self.state = {k: saved[k] for k in self.state}
         self.state["history"] = list(self.state["history"])
+        if not self.group.is_main:
+            self.state["total"] = 0.0  # the checkpoint holds the sum over processes; count it once
         log.info("resuming training at epoch %d, sample %d", self.state["epoch"] + 1, self.state["start"])
 
     def step(self, batch):
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
-        loss = self.loss_fn(self.model(batch), batch)
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
+        loss = self.loss_fn(self.network(batch), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
 
+    def summed_loss(self):
+        """The epoch's loss so far, summed over all processes."""
+        return self.group.all_reduce(torch.tensor(self.state["total"], dtype=torch.float64)).item()
+
+    def save(self):
+        if self.group.is_main:
+            self.checkpoint.save(self.snapshot())
+
     def loop(self, verbose):
-        state, n, size = self.state, len(self.data), self.config.batch_size
-        with progress("training", self.total_steps, verbose) as bar:
+        state, size, group = self.state, self.config.batch_size, self.group
+        dtype = next(self.model.parameters()).dtype
+        with progress("training", self.total_steps, verbose if group.is_main else 0) as bar:
             bar.advance(state["step"])
             while state["epoch"] < self.config.epochs:
                 if state["order"] is None:
-                    state.update(order=torch.randperm(n, generator=self.generator), start=0, total=0.0)
-                while state["start"] < n:
-                    rows = state["order"][state["start"] : state["start"] + size].numpy()
-                    batch = torch.as_tensor(self.data[rows], dtype=torch.float32)
+                    state.update(order=epoch_order(len(self.data), self.generator, group.world_size), start=0,
+                                 total=0.0)
+                while state["start"] < self.padded:
+                    window = state["order"][state["start"] : state["start"] + size]
+                    rows = window[group.rank :: group.world_size].numpy()
+                    batch = torch.as_tensor(self.data[rows], dtype=dtype)
                     loss = self.step(batch.to(self.device, non_blocking=True))
                     state["step"] += 1
-                    state["start"] += len(batch)
+                    state["start"] += len(window)
                     state["total"] += loss * len(batch)
-                    bar.advance(1, **({"loss": state["total"] / state["start"]} if state["step"] % 10 == 0 else {}))
-                    if self.checkpoint is not None and self.checkpoint.stop.is_set():
-                        self.checkpoint.save(self.snapshot())
+                    if state["step"] % 10 == 0:  # this process's running mean
+                        bar.advance(1, loss=state["total"] * group.world_size / state["start"])
+                    else:
+                        bar.advance(1)
+                    if self.checkpoint is not None and group.any(self.checkpoint.stop.is_set()):
+                        state["total"] = self.summed_loss()
+                        self.save()
+                        group.barrier()  # the checkpoint is complete before any process may resume from it
                         raise TrainingInterrupted(f"stopped in epoch {state['epoch'] + 1}; "
                                                   f"checkpoint in {self.checkpoint.path}")
-                state["history"].append(state["total"] / n)
-                state.update(epoch=state["epoch"] + 1, order=None)
+                state["history"].append(self.summed_loss() / self.padded)
+                state.update(epoch=state["epoch"] + 1, order=None, total=0.0)
                 bar.epoch_done(state["epoch"], self.config.epochs, loss=state["history"][-1])
                 if self.checkpoint is not None:
-                    self.checkpoint.save(self.snapshot())
+                    self.save()
 
 
 @torch.inference_mode()
