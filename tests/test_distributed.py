@@ -212,3 +212,32 @@ def test_every_process_ends_with_the_same_fitted_model(tmp_path, blobs, preset):
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(y, ranks[0]["labels"]) == 1.0  # three far-apart blobs: found exactly
+
+
+def _torchrun(*args, cwd):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
+               "-m", "encluster", "run", "--dataset", "digits", "--max-samples", "300", "--preset", "seed",
+               "--epochs", "1", "--no-report", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=100)
+
+
+def test_the_cli_under_torchrun_writes_one_run_and_prints_one_summary(tmp_path):
+    done = _torchrun("--out", "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["world_size"] == WORLD
+    assert done.stdout.count("results in run") == 1 and done.stderr.count("loaded digits") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_error_under_torchrun_exits_non_zero_and_leaves_no_run_directory(tmp_path):
+    done = _torchrun("--batch-size", "33", "--out", "run", cwd=tmp_path)
+    assert done.returncode != 0
+    message = "batch_size=33 does not split evenly over 2 processes; use a multiple of 2"
+    # Both refuse the launch before anything is written; whichever exits first, torchrun then
+    # stops the other, so at least one of the two lines is there.
+    assert f"\nerror: {message}" in done.stderr or f"\nerror (rank 1): {message}" in done.stderr
+    assert "/encluster/" not in done.stderr  # no traceback from our processes (torchrun prints its own)
+    assert list(tmp_path.iterdir()) == []

@@ -319,6 +319,12 @@ def _bound_heap_growth():
             pass  # not glibc: nothing to tune
 
 
+def _rank_label():
+    """Under torchrun every process reports its own errors: name the ones that are not rank 0."""
+    rank = os.environ.get("RANK", "0")
+    return f" (rank {rank})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and rank != "0" else ""
+
+
 def main(argv=None):
     _bound_heap_growth()
     parser = build_parser()
@@ -333,7 +339,7 @@ def main(argv=None):
     try:
         return commands[args.command](args)
     except EnclusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error{_rank_label()}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

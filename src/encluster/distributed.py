@@ -59,6 +59,12 @@ class Group:
         """True on every process when `flag` is true on any (e.g. a stop request)."""
         return bool(self.all_reduce(torch.tensor([int(bool(flag))])).item())
 
+    def check_batch(self, batch_size, what="batch_size"):
+        """Refuse a global batch that does not split evenly over the processes."""
+        if batch_size % self.world_size:
+            raise errors.ConfigError(f"{what}={batch_size} does not split evenly over {self.world_size} processes; "
+                                     f"use a multiple of {self.world_size} (each takes {what} / {self.world_size} rows)")
+
     def barrier(self):
         """Wait until every process got here (e.g. until rank 0 finished writing a file)."""
         if self.world_size > 1:

@@ -119,9 +119,7 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
         target is computed shard by shard with the cluster frequencies summed over all.
     """
     group = group or current()
-    if config.batch_size % group.world_size:
-        raise ConfigError(f"refinement batch_size={config.batch_size} does not split evenly over {group.world_size} "
-                          f"processes; run on a number of processes that divides it")
+    group.check_batch(config.batch_size, what="refinement batch_size")
     model.to(device).train()
     refined = _Refined(model, torch.as_tensor(centers, dtype=torch.float32, device=device).clone(), config.alpha,
                        with_decoder=config.gamma is not None)

@@ -30,7 +30,8 @@ from .errors import ConfigError, RunDirError
 from .estimator import EncodingClusterer
 from .metrics import contingency, hungarian_matching, score
 from .persistence import atomic_write_json
-from .presets import DEFAULT_PRESET
+from .presets import DEFAULT_PRESET, REFINEMENT, get_preset
+from .refinement import RefinementConfig
 from .report import write_report
 from .scaling import ScaledRows
 from .training import Checkpoint, TrainingInterrupted
@@ -180,12 +181,20 @@ def run_experiment(config, out_dir=None, *, force=False, verbose=0):
     directory (the others return ``(metrics, None)``).
     """
     group = current()
+    _check_batches(config, group)  # before anything is written, so a refused launch leaves nothing behind
     run_dir = Path(out_dir) if out_dir is not None else config.default_run_dir()
     staged = StagedDir(run_dir, force=force) if group.is_main else None
     if staged is not None:
         atomic_write_json(staged.path / "config.json", {"encluster_version": __version__,
                                                         "run": dataclasses.asdict(config)})
     return _execute(config, staged, run_dir, resume=False, verbose=verbose)
+
+
+def _check_batches(config, group):
+    preset = get_preset(config.preset)
+    group.check_batch(config.batch_size or preset["batch_size"])
+    if preset["method"] in REFINEMENT:
+        group.check_batch(RefinementConfig().batch_size, what="refinement batch_size")
 
 
 def resume_experiment(run_dir, *, verbose=0):

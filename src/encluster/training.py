@@ -142,9 +142,7 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
         batch and the result matches one process (up to float rounding).
     """
     group = group or current()
-    if config.batch_size % group.world_size:
-        raise ConfigError(f"batch_size={config.batch_size} does not split evenly over {group.world_size} processes; "
-                          f"use a multiple of {group.world_size} (each takes batch_size / {group.world_size} rows)")
+    group.check_batch(config.batch_size)
     run = _TrainingRun(model, X, config, generator, device, checkpoint, group)
     if checkpoint is not None and checkpoint.resume:
         run.restore(checkpoint.load())
