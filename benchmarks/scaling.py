@@ -1,7 +1,7 @@
 """Time and peak memory of `encluster run` as the data grows: N = 10k, 70k, 280k, 1M
 samples of 784 features, memory-mapped from a .npy file (benchmarks/make_shifted_mnist.py).
 
-    python benchmarks/scaling.py --epochs 2 --workdir /tmp/scaling
+    python benchmarks/scaling.py --epochs 2 --preset seed --workdir /tmp/scaling
 
 Each N runs in its own process, one after the other. Writes
 benchmarks/results/scaling.json and .md.
@@ -20,6 +20,7 @@ SIZES = (10_000, 70_000, 280_000, 1_000_000)
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--preset", default="seed", help="encluster's --preset (default seed, the README's table)")
     parser.add_argument("--workdir", default="/tmp/encluster-scaling")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
@@ -32,17 +33,18 @@ def main():
             subprocess.run([sys.executable, str(Path(__file__).parent / "make_shifted_mnist.py"), str(n), str(data)],
                            check=True)
         out = work / f"run-{n}"
-        subprocess.run([sys.executable, "-m", "encluster", "run", "--dataset", str(data), "--epochs",
-                        str(args.epochs), "--out", str(out), "--force", "-q"], check=True)
+        subprocess.run([sys.executable, "-m", "encluster", "run", "--dataset", str(data), "--preset", args.preset,
+                        "--epochs", str(args.epochs), "--out", str(out), "--force", "-q"], check=True)
         m = json.loads((out / "metrics.json").read_text())
-        rows.append({"n_samples": n, "epochs": args.epochs, "total_seconds": m["total_seconds"],
+        rows.append({"n_samples": n, "preset": args.preset, "epochs": args.epochs, "total_seconds": m["total_seconds"],
                      "train_seconds": m["train_seconds"], "seconds_per_epoch": m["train_seconds"] / args.epochs,
                      "peak_memory_mb": m["peak_memory_mb"], "timings": m["timings"],
                      "data_file_mb": data.stat().st_size / 1e6})
         print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = [f"`encluster run --dataset shifted-N.npy --epochs {args.epochs}` (seed preset, memory-mapped uint8 input)",
+    lines = [f"`encluster run --dataset shifted-N.npy --preset {args.preset} --epochs {args.epochs}` (memory-mapped "
+             "uint8 input)",
              "", "| N | data file MB | train s | s per epoch | total s | peak memory MB |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['n_samples']:,} | {r['data_file_mb']:.0f} | {r['train_seconds']:.0f} | {r['seconds_per_epoch']:.1f} "
               f"| {r['total_seconds']:.0f} | {r['peak_memory_mb']:.0f} |" for r in rows]
