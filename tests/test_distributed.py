@@ -158,6 +158,20 @@ def test_a_stop_on_one_process_stops_all_at_the_same_batch_and_resumes_exactly(t
             torch.testing.assert_close(got["resumed"][name], value, rtol=0, atol=0)
 
 
+def test_a_checkpoint_of_two_processes_is_refused_by_one(tmp_path):
+    from encluster.errors import ConfigError
+    from encluster.training import Checkpoint, TrainingInterrupted
+
+    checkpoint = Checkpoint(tmp_path / "checkpoint.pt")
+    checkpoint.stop.set()
+    with pytest.raises(TrainingInterrupted):
+        _train_with(checkpoint)
+    state = torch.load(checkpoint.path, weights_only=True)
+    torch.save({**state, "world_size": 2}, checkpoint.path)  # as rank 0 of a 2-process run writes it
+    with pytest.raises(ConfigError, match="written by 2 process.*this run has 1; resume with the same number"):
+        _train_with(Checkpoint(checkpoint.path, resume=True))
+
+
 def test_a_batch_that_does_not_split_over_the_processes_is_refused():
     from encluster.errors import ConfigError
 

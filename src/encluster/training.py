@@ -176,11 +176,15 @@ class _TrainingRun:
 
     def snapshot(self):
         return {**self.state, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), "world_size": self.group.world_size}
 
     def restore(self, saved):
         if saved is None:
             return
+        # The saved epoch order is split for that many processes; another number would not continue it exactly.
+        if saved.get("world_size", 1) != self.group.world_size:
+            raise ConfigError(f"the checkpoint was written by {saved.get('world_size', 1)} process(es), this run has "
+                              f"{self.group.world_size}; resume with the same number of processes")
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.generator.set_state(saved["generator"])
