@@ -65,6 +65,20 @@ class Group:
             raise errors.ConfigError(f"{what}={batch_size} does not split evenly over {self.world_size} processes; "
                                      f"use a multiple of {self.world_size} (each takes {what} / {self.world_size} rows)")
 
+    def padded(self, n):
+        """`n` rounded up to a multiple of the number of processes: the length of an epoch's order."""
+        return n + (-n) % self.world_size
+
+    def batch_share(self, window):
+        """This process's rows of one global batch: every world_size-th, from its rank on
+        (the interleaving of torch's DistributedSampler)."""
+        return window[self.rank :: self.world_size]
+
+    def data_parallel(self, module):
+        """`module` itself alone; across processes wrapped in DistributedDataParallel, so
+        that backward() averages the gradients of all processes."""
+        return module if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(module)
+
     def barrier(self):
         """Wait until every process got here (e.g. until rank 0 finished writing a file)."""
         if self.world_size > 1:

@@ -123,18 +123,18 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
     model.to(device).train()
     refined = _Refined(model, torch.as_tensor(centers, dtype=torch.float32, device=device).clone(), config.alpha,
                        with_decoder=config.gamma is not None)
-    network = refined if group.world_size == 1 else nn.parallel.DistributedDataParallel(refined)
+    network = group.data_parallel(refined)
     optimizer = torch.optim.Adam(refined.parameters(), lr=config.learning_rate)
     reconstruction = LOSSES[loss]()
     n = len(data)
-    padded = n + (-n) % group.world_size
+    padded = group.padded(n)
     batches_per_epoch = math.ceil(padded / config.batch_size)
     # On a small data set, update at least once an epoch.
     interval = min(config.update_interval, batches_per_epoch)
     labels, history, step = None, [], 0
     with progress("refining clusters", batches_per_epoch * config.epochs, verbose if group.is_main else 0) as bar:
         for epoch in range(config.epochs):
-            order = epoch_order(n, generator, group.world_size)
+            order = epoch_order(n, generator, group)
             for start in range(0, padded, config.batch_size):
                 if step % interval == 0:
                     target, new_labels = _global_target(model, data, refined.centers, config.alpha, device, group)
@@ -145,7 +145,7 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
                             model.eval()
                             return new_labels, refined.centers.detach().cpu().numpy(), history
                     labels = new_labels
-                rows = order[start : start + config.batch_size][group.rank :: group.world_size]
+                rows = group.batch_share(order[start : start + config.batch_size])
                 batch = torch.as_tensor(data[rows.numpy()], dtype=torch.float32).to(device)
                 q, decoded = network(batch)
                 loss_value = nn.functional.kl_div(q.log(), target[rows].to(device), reduction="batchmean")

@@ -105,9 +105,9 @@ class Checkpoint:
                              "start over without --resume") from None
 
 
-def epoch_order(n, generator, world_size=1):
+def epoch_order(n, generator, group):
     """One epoch's order of the `n` samples, the same in every process (same generator),
-    padded by wrapping around to a multiple of `world_size`, as torch's
+    padded by wrapping around to a multiple of the number of processes, as torch's
     `DistributedSampler` pads. Each global batch is a window of this order, and process
     r takes every world_size-th row of it from the r-th, the sampler's interleaving: so
     the processes together see exactly the batch one process would, and alone nothing
@@ -115,8 +115,8 @@ def epoch_order(n, generator, world_size=1):
     every single-process result; the run's own generator advancing once per epoch is
     what its ``set_epoch`` stands for.)"""
     order = torch.randperm(n, generator=generator)
-    pad = (-n) % world_size
-    return order.repeat(math.ceil((n + pad) / n))[: n + pad] if pad else order
+    length = group.padded(n)
+    return order.repeat(math.ceil(length / n))[:length] if length > n else order
 
 
 def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, checkpoint=None, group=None):
@@ -164,11 +164,10 @@ class _TrainingRun:
         self.model = model.to(device).train()
         self.data, self.config, self.generator, self.device, self.checkpoint = data, config, generator, device, checkpoint
         self.group = group
-        # The network a step runs: under torchrun, wrapped so backward() averages the gradients of all processes.
-        self.network = self.model if group.world_size == 1 else torch.nn.parallel.DistributedDataParallel(self.model)
+        self.network = group.data_parallel(self.model)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         self.loss_fn = LOSSES[config.loss]()
-        self.padded = len(data) + (-len(data)) % group.world_size
+        self.padded = group.padded(len(data))
         self.total_steps = math.ceil(self.padded / config.batch_size) * config.epochs
         # Epoch, batch offset within it, that epoch's sample order and its loss so far (this process's share
         # of it while the epoch runs; the sum over all processes in a checkpoint).
@@ -218,11 +217,11 @@ class _TrainingRun:
             bar.advance(state["step"])
             while state["epoch"] < self.config.epochs:
                 if state["order"] is None:
-                    state.update(order=epoch_order(len(self.data), self.generator, group.world_size), start=0,
+                    state.update(order=epoch_order(len(self.data), self.generator, group), start=0,
                                  total=0.0)
                 while state["start"] < self.padded:
                     window = state["order"][state["start"] : state["start"] + size]
-                    rows = window[group.rank :: group.world_size].numpy()
+                    rows = group.batch_share(window).numpy()
                     batch = torch.as_tensor(self.data[rows], dtype=dtype)
                     loss = self.step(batch.to(self.device, non_blocking=True))
                     state["step"] += 1
