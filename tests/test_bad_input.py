@@ -129,6 +129,7 @@ CLI_CASES = {
                           "more than the 5 samples"),
     "zero-clusters": (lambda t, m: ["run", "--clusters", "0"], 2, "must be at least 1"),
     "clusters-not-a-number": (lambda t, m: ["run", "--clusters", "many"], 2, "give a number of clusters or 'auto'"),
+    "corruption-not-a-fraction": (lambda t, m: ["run", "--corruption", "1"], 2, "1.0 is not a fraction in [0, 1)"),
     "too-few-for-umap": (lambda t, m: ["run", "--dataset", _npy(t / "two.npy", np.eye(2)), "--clusters", "2"], 1,
                          "needs at least 3 samples"),
     "constant-data": (lambda t, m: ["run", "--dataset", _npy(t / "z.npy", np.zeros((20, 4))), "--clusters", "3"], 1,

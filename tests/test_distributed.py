@@ -103,24 +103,26 @@ def _training_data():
     return np.random.default_rng(3).uniform(size=(96, 12))
 
 
-def _train(batch_size, group=None):
+def _train(batch_size, group=None, corruption=0.0):
     model = _network()
-    config = TrainingConfig(epochs=3, batch_size=batch_size, learning_rate=1e-2)
+    config = TrainingConfig(epochs=3, batch_size=batch_size, learning_rate=1e-2, corruption=corruption)
     history = train_autoencoder(model, _training_data(), config, generator=torch.Generator().manual_seed(5),
                                 group=group)
     return model, history
 
 
-def _training_worker(rank, out, batch_size):
-    model, history = _train(batch_size)
+def _training_worker(rank, out, batch_size, corruption):
+    model, history = _train(batch_size, corruption=corruption)
     torch.save({"state": model.state_dict(), "history": torch.tensor(history, dtype=torch.float64)}, out / f"rank{rank}.pt")
 
 
-def test_two_processes_with_half_batches_train_to_the_weights_of_one_process(tmp_path):
+@pytest.mark.parametrize("corruption", [0.0, 0.3])
+def test_two_processes_with_half_batches_train_to_the_weights_of_one_process(tmp_path, corruption):
     # batch_size is the global batch: each of the 2 processes takes 16 rows of every
     # shuffled batch of 32, and DDP averages their gradients: one process with 32 rows.
-    _spawn(_training_worker, tmp_path, 32)
-    alone, history = _train(32)
+    # Denoising masks are drawn for the global batch, so they split the same way.
+    _spawn(_training_worker, tmp_path, 32, corruption)
+    alone, history = _train(32, corruption=corruption)
     for rank in range(WORLD):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         for name, value in alone.state_dict().items():

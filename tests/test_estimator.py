@@ -159,6 +159,8 @@ def test_wrong_width_for_predict(fitted):
     (np.zeros((6, 4)), {"n_clusters": 2}, DataError, "all 6 samples are identical"),
     (np.zeros((6, 4)), {"preset": "nope"}, ConfigError, "unknown preset"),
     (np.zeros((6, 4)), {"loss": "hinge"}, ConfigError, "loss='hinge'"),
+    (np.zeros((6, 4)), {"corruption": 1.0}, ConfigError, "0 <= corruption < 1"),
+    (np.zeros((6, 4)), {"corruption": "some"}, ConfigError, "corruption='some'"),
     (np.zeros((6, 4)), {"device": "cuda:7"} if not torch.cuda.is_available() else {"n_init": 0},
      ConfigError, "CUDA" if not torch.cuda.is_available() else "n_init"),
 ])

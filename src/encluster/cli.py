@@ -55,6 +55,16 @@ def _positive_float(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction in [0, 1)")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         # One line naming the problem and where to look, instead of the usage dump.
@@ -94,6 +104,9 @@ def build_parser():
     model.add_argument("--batch-size", type=_positive_int, metavar="N", help="samples per step (default: the preset's)")
     model.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="Adam learning rate (default: the preset's)")
     model.add_argument("--loss", choices=("bce", "mse"), help="reconstruction loss (default: the preset's)")
+    model.add_argument("--corruption", type=_fraction, metavar="P",
+                       help="train a denoising autoencoder: zero this fraction of the inputs in every batch, 0 <= P < 1 "
+                            "(default: the preset's)")
     model.add_argument("--n-init", type=_positive_int, metavar="N",
                        help="restarts of k-means or of the Gaussian mixture (default: the preset's)")
     model.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
@@ -170,8 +183,8 @@ def _run_config(args):
     return RunConfig(dataset=args.dataset, split=args.split, data_dir=args.data_dir, label_column=args.label_column,
                      max_samples=args.max_samples, preset=args.preset, n_clusters=args.clusters, epochs=args.epochs,
                      batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
-                     n_init=args.n_init, seed=args.seed, device=args.device, baseline=args.baseline,
-                     plots=args.plots, report=args.report)
+                     corruption=args.corruption, n_init=args.n_init, seed=args.seed, device=args.device,
+                     baseline=args.baseline, plots=args.plots, report=args.report)
 
 
 def _print_summary(metrics, run_dir):

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # Parameters that, left as None, take their value from the preset.
 PRESET_PARAMS = ("method", "hidden", "code_size", "decoder_hidden", "activation", "code_activation",
-                 "output_activation", "init", "epochs", "batch_size", "learning_rate", "loss", "schedule", "n_init",
-                 "n_neighbors")
+                 "output_activation", "init", "epochs", "batch_size", "learning_rate", "loss", "schedule",
+                 "corruption", "n_init", "n_neighbors")
 # Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
 MAX_UMAP_FIT_SAMPLES = 100_000
 # Code (and UMAP) width for methods whose width follows the number of clusters, when that is "auto".
@@ -60,8 +60,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     hidden, decoder_hidden, code_size, activation, code_activation, output_activation, init : optional
         Override the preset's architecture (see `AutoencoderSpec`). A preset whose
         code size is None uses one code dimension per cluster.
-    epochs, batch_size, learning_rate, loss, schedule : optional
-        Override the preset's pretraining (see `TrainingConfig`).
+    epochs, batch_size, learning_rate, loss, schedule, corruption : optional
+        Override the preset's pretraining (see `TrainingConfig`; `corruption` > 0 trains
+        a denoising autoencoder).
     n_init : int, optional
         Restarts of k-means (or of the Gaussian mixture); the best fit is kept.
     n_neighbors : int, optional
@@ -123,8 +124,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, method=None, hidden=None, code_size=None,
                  activation=None, code_activation=None, output_activation=None, init=None, epochs=None,
-                 batch_size=None, learning_rate=None, loss=None, schedule=None, decoder_hidden=None, n_init=None,
-                 n_neighbors=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
+                 batch_size=None, learning_rate=None, loss=None, schedule=None, corruption=None, decoder_hidden=None,
+                 n_init=None, n_neighbors=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
         self.n_clusters = n_clusters
         self.preset = preset
         self.method = method
@@ -139,6 +140,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.loss = loss
         self.schedule = schedule
+        self.corruption = corruption
         self.decoder_hidden = decoder_hidden
         self.n_init = n_init
         self.n_neighbors = n_neighbors
@@ -194,7 +196,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         device = self._check_params(settings)
         method = settings["method"]
         training = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "loss",
-                                                              "schedule")})
+                                                              "schedule", "corruption")})
         refinement = RefinementConfig(**REFINEMENT[method]) if method in ("dec", "idec") else None
         X = check_samples(X)
         group = current()

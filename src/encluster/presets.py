@@ -28,6 +28,7 @@ _DEEP_NETWORK = {
     "learning_rate": 1e-3,
     "loss": "mse",
     "schedule": "constant",
+    "corruption": 0.0,
     "n_neighbors": 20,
 }
 
@@ -46,6 +47,7 @@ PRESETS = {
         "learning_rate": 2e-3,
         "loss": "bce",
         "schedule": "cosine",
+        "corruption": 0.0,
         "n_init": 10,
         "n_neighbors": 20,
     },

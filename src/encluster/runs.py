@@ -57,6 +57,7 @@ class RunConfig:
     learning_rate: float | None = None
     loss: str | None = None
     schedule: str | None = None
+    corruption: float | None = None
     n_init: int | None = None  # None: the preset's
     seed: int = 0
     device: str = "cpu"
@@ -245,8 +246,8 @@ def _run(config, out, checkpoint, verbose):
 
     est = EncodingClusterer(config.n_clusters, preset=config.preset, epochs=config.epochs,
                             batch_size=config.batch_size, learning_rate=config.learning_rate, loss=config.loss,
-                            schedule=config.schedule, n_init=config.n_init, device=config.device,
-                            random_state=config.seed, verbose=verbose)
+                            schedule=config.schedule, corruption=config.corruption, n_init=config.n_init,
+                            device=config.device, random_state=config.seed, verbose=verbose)
     t = time.perf_counter()
     est.fit(dataset.X, checkpoint=checkpoint)
     timings["fit"] = time.perf_counter() - t

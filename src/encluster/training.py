@@ -40,6 +40,10 @@ class TrainingConfig:
         Reconstruction loss: binary cross-entropy (data in [0, 1]) or squared error.
     schedule : {"constant", "cosine"}
         Learning rate over training: fixed, or cosine decay to zero at the last step.
+    corruption : float
+        Fraction of input values set to zero, drawn afresh for every batch, while the
+        loss still compares with the clean batch: a denoising autoencoder (Vincent et
+        al. 2008; DEC pretrains with 0.2). 0 trains a plain autoencoder.
     """
 
     epochs: int = 30
@@ -47,6 +51,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     loss: str = "bce"
     schedule: str = "constant"
+    corruption: float = 0.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -56,6 +61,9 @@ class TrainingConfig:
         if self.epochs < 0 or self.batch_size < 1 or not self.learning_rate > 0:
             raise ConfigError(f"epochs={self.epochs}, batch_size={self.batch_size}, learning_rate="
                               f"{self.learning_rate}: need epochs >= 0, batch_size >= 1, learning_rate > 0")
+        if isinstance(self.corruption, bool) or not isinstance(self.corruption, (int, float)) \
+                or not 0 <= self.corruption < 1:
+            raise ConfigError(f"corruption={self.corruption!r}; expected a fraction of inputs to zero, 0 <= corruption < 1")
 
     def to_dict(self):
         return asdict(self)
@@ -193,10 +201,20 @@ class _TrainingRun:
             self.state["total"] = 0.0  # the checkpoint holds the sum over processes; count it once
         log.info("resuming training at epoch %d, sample %d", self.state["epoch"] + 1, self.state["start"])
 
-    def step(self, batch):
+    def corrupted(self, window, batch):
+        """The network's input for `batch`: the batch itself, or, when denoising, a copy with
+        a fresh random fraction of its values zeroed. The mask is drawn for the whole global
+        batch from the shared generator and split like the rows, so processes together
+        corrupt exactly as one process would, and a resumed run draws the same masks."""
+        if not self.config.corruption:
+            return batch
+        keep = torch.rand((len(window), batch.shape[1]), generator=self.generator) >= self.config.corruption
+        return batch * self.group.batch_share(keep).to(batch.device)
+
+    def step(self, inputs, batch):
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
-        loss = self.loss_fn(self.network(batch), batch)
+        loss = self.loss_fn(self.network(inputs), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -222,8 +240,8 @@ class _TrainingRun:
                 while state["start"] < self.padded:
                     window = state["order"][state["start"] : state["start"] + size]
                     rows = group.batch_share(window).numpy()
-                    batch = torch.as_tensor(self.data[rows], dtype=dtype)
-                    loss = self.step(batch.to(self.device, non_blocking=True))
+                    batch = torch.as_tensor(self.data[rows], dtype=dtype).to(self.device, non_blocking=True)
+                    loss = self.step(self.corrupted(window, batch), batch)
                     state["step"] += 1
                     state["start"] += len(window)
                     state["total"] += loss * len(batch)
