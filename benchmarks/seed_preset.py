@@ -4,10 +4,13 @@ digits for several seeds, the encoding's scores beside raw-pixel k-means from th
     python benchmarks/seed_preset.py --seeds 0 1 2
 
 Writes benchmarks/results/seed_preset.json and .md. Each seed is a separate process,
-one after the other (never two at once: the timings would disturb each other).
+one after the other (never two at once: the timings would disturb each other). Beside the
+scores it records how much the seeds agree with each other (mean pairwise ARI of their
+assignments): a check of the clustering that needs no labels.
 """
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -16,7 +19,9 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from machine import machine
+from sklearn.metrics import adjusted_rand_score
 
 RESULTS = Path(__file__).parent / "results"
 SCORES = ("acc", "nmi", "ari", "purity", "mean_cluster_purity")
@@ -27,7 +32,13 @@ def run_seed(seed, workdir, extra):
     cmd = [sys.executable, "-m", "encluster", "run", "--dataset", "mnist", "--preset", "seed", "--seed", str(seed),
            "--out", str(out), "-q", *extra]
     subprocess.run(cmd, check=True)
-    return json.loads((out / "metrics.json").read_text())
+    return json.loads((out / "metrics.json").read_text()), np.load(out / "assignments.npy")
+
+
+def seed_agreement(assignments):
+    """Mean adjusted Rand index over all pairs of seeds' assignments (1: the same clustering)."""
+    pairs = list(itertools.combinations(assignments, 2))
+    return statistics.mean(adjusted_rand_score(a, b) for a, b in pairs) if pairs else None
 
 
 def summarize(runs):
@@ -57,6 +68,10 @@ def markdown(result):
                        f"{s['pixels'][k]['mean']:.3f} ± {s['pixels'][k]['std']:.3f}" for k in SCORES)
     lines.append(f"| mean ± std | {cells} | {s['train_seconds_median']:.0f} (median) | "
                  f"{s['total_seconds_median']:.0f} (median) | {s['peak_memory_mb_max']:.0f} (max) |")
+    if s["seed_agreement_ari"] is not None:
+        lines += ["", f"Agreement between the seeds' clusterings (mean pairwise ARI, no labels used): "
+                      f"{s['seed_agreement_ari']:.3f}. Final training loss: "
+                      + ", ".join(f"{r['final_loss']:.4f}" for r in result["runs"]) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -67,13 +82,15 @@ def main():
     parser.add_argument("extra", nargs="*", help="further `encluster run` options, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        runs = [run_seed(seed, workdir, args.extra) for seed in args.seeds]
+        runs, assignments = zip(*[run_seed(seed, workdir, args.extra) for seed in args.seeds])
     keep = ("seed", "n_samples", "train_seconds", "total_seconds", "peak_memory_mb", "final_loss", "timings",
             "pixels", *SCORES)
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine(),
               "command": "encluster run --dataset mnist --preset seed --seed S " + " ".join(args.extra),
               "runs": [{k: r[k] for k in keep} for r in runs]}
-    result["summary"] = summarize(result["runs"])
+    result["summary"] = {**summarize(result["runs"]),
+                         # --max-samples draws another subset per seed: nothing to compare then.
+                         "seed_agreement_ari": None if "--max-samples" in args.extra else seed_agreement(assignments)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(markdown(result))
