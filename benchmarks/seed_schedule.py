@@ -43,7 +43,7 @@ def main():
         init, lr, batch, epochs, schedule = SCHEDULES[i]
         started = time.perf_counter()
         model = EncodingClusterer(10, preset="seed", init=init, learning_rate=lr, batch_size=batch, epochs=epochs,
-                                  schedule=schedule, random_state=args.seed).fit(data.X)
+                                  schedule=schedule, corruption=0.0, random_state=args.seed).fit(data.X)
         scores = score(data.y, model.labels_)
         rows.append({"init": init, "learning_rate": lr, "batch_size": batch, "epochs": epochs, "schedule": schedule,
                      "seed": args.seed, "final_loss": model.history_[-1], "seconds": time.perf_counter() - started,
