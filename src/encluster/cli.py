@@ -45,21 +45,22 @@ def _clusters(text):
         raise argparse.ArgumentTypeError(f"{exc}; give a number of clusters or 'auto'") from None
 
 
-def _positive_float(text):
+def _number(text):
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _positive_float(text):
+    value = _number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be greater than 0")
     return value
 
 
 def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a fraction in [0, 1)")
     return value
