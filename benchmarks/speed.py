@@ -30,7 +30,7 @@ import torch
 from encluster import load_dataset
 from encluster.models import Autoencoder, AutoencoderSpec
 from encluster.presets import get_preset
-from encluster.training import LOSSES
+from encluster.training import adam, reconstruction_loss
 
 from machine import describe
 
@@ -57,14 +57,14 @@ def training_throughput(preset, batch_size, X, steps=60):
                                  "init")})
     torch.manual_seed(0)
     model = Autoencoder(spec).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["learning_rate"])
-    loss_fn = LOSSES[settings["loss"]]()
+    optimizer = adam(model.parameters(), settings["learning_rate"])
+    loss_fn = reconstruction_loss(settings["loss"], model.output_activation)
     data = torch.as_tensor(X)
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
     def step(i):
         batch = data[(i * batch_size) % (len(data) - batch_size):][:batch_size]
-        loss = loss_fn(model(batch), batch)
+        loss = loss_fn(model(batch, activate=False), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

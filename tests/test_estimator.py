@@ -182,6 +182,7 @@ def test_seed_preset_is_the_original_network():
     assert sizes == [784, 64, 32, 3, 32, 64, 784]  # 7 dense layers, as in the original
     assert all(isinstance(m, torch.nn.Sigmoid) for m in est.autoencoder_.encoder[1::2])
     assert all(isinstance(m, torch.nn.Sigmoid) for m in est.autoencoder_.decoder[1::2])
+    assert isinstance(est.autoencoder_.output_activation, torch.nn.Sigmoid)
 
 
 def test_edited_model_json_is_refused(fitted, tmp_path):

@@ -1,4 +1,4 @@
-"""The training loop's denoising: what the network sees and what it is scored against."""
+"""The training loop: what the network sees (denoising), what it is scored against, and the loss."""
 
 import numpy as np
 import torch
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from encluster.distributed import Group
 from encluster.models import Autoencoder, AutoencoderSpec
-from encluster.training import TrainingConfig, epoch_order, train_autoencoder
+from encluster.training import TrainingConfig, epoch_order, reconstruction_loss, train_autoencoder
 
 
 class _Recording(Autoencoder):
@@ -17,9 +17,9 @@ class _Recording(Autoencoder):
         super().__init__(spec)
         self.seen = []
 
-    def forward(self, x):
+    def forward(self, x, activate=True):
         self.seen.append(x.detach().clone())
-        return super().forward(x)
+        return super().forward(x, activate)
 
 
 @settings(max_examples=20, deadline=None)
@@ -51,3 +51,33 @@ def test_no_corruption_feeds_the_batch_itself():
     train_autoencoder(model, X, TrainingConfig(epochs=1, batch_size=64), generator=torch.Generator().manual_seed(1))
     order = epoch_order(len(X), torch.Generator().manual_seed(1), Group(0, 1)).numpy()
     assert torch.equal(model.seen[0], torch.as_tensor(X[order]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(scale=st.floats(0.1, 40), seed=st.integers(0, 2**16),
+       pair=st.sampled_from([("bce", "sigmoid"), ("mse", "sigmoid"), ("mse", "linear")]))  # BCE needs [0, 1]
+def test_reconstruction_loss_on_pre_activations_is_the_loss_on_the_output(scale, seed, pair):
+    kind, activation = pair
+    generator = torch.Generator().manual_seed(seed)
+    pre = torch.randn(16, 30, generator=generator, dtype=torch.float64) * scale  # large scales saturate the sigmoid
+    target = torch.rand(16, 30, generator=generator, dtype=torch.float64)
+    model = Autoencoder(AutoencoderSpec(n_features=30, hidden=(8,), code_size=2, output_activation=activation))
+    loss = reconstruction_loss(kind, model.output_activation)(pre, target).item()
+    output = model.output_activation(pre)
+    if kind == "mse":
+        assert np.isclose(loss, torch.nn.functional.mse_loss(output, target).item(), rtol=1e-12)
+        return
+    # The logits give the exact value (log(1 - sigmoid(z)) = -softplus(z)) at any scale; BCE on
+    # probabilities loses digits in 1 - p as the sigmoid saturates, and clamps log(p) at -100.
+    exact = (target * torch.nn.functional.softplus(-pre) + (1 - target) * torch.nn.functional.softplus(pre)).mean()
+    assert np.isclose(loss, exact.item(), rtol=1e-10)
+    if pre.abs().max() < 15:
+        assert np.isclose(loss, torch.nn.functional.binary_cross_entropy(output, target).item(), rtol=1e-6)
+
+
+def test_forward_without_activation_stops_before_the_output_activation():
+    torch.manual_seed(0)
+    model = Autoencoder(AutoencoderSpec(n_features=12, hidden=(6,), code_size=2))
+    x = torch.rand(5, 12)
+    assert torch.allclose(torch.sigmoid(model(x, activate=False)), model(x))
+    assert (model(x, activate=False) < 0).any()  # logits, not probabilities

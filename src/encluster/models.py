@@ -76,34 +76,42 @@ def parameter_shapes(spec):
     return shapes
 
 
-def _stack(sizes, activation, last_activation):
+def _stack(sizes, activation, last_activation=None):
+    """Linear layers of `sizes`, `activation` between them, `last_activation` (if any) after the last."""
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
-        layers.append(ACTIVATIONS[last_activation if i == len(sizes) - 2 else activation]())
+        if i < len(sizes) - 2 or last_activation is not None:
+            layers.append(ACTIVATIONS[last_activation if i == len(sizes) - 2 else activation]())
     return nn.Sequential(*layers)
 
 
 class Autoencoder(nn.Module):
-    """Encoder ``n_features -> hidden... -> code`` and decoder ``code -> decoder_hidden... -> n_features``."""
+    """Encoder ``n_features -> hidden... -> code`` and decoder ``code -> decoder_hidden... -> n_features``.
+
+    The decoder stops before the output activation, which is a module of its own
+    (`output_activation`): a loss can then take the decoder's pre-activations, as binary
+    cross-entropy behind a sigmoid does (see `encluster.training.reconstruction_loss`).
+    """
 
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
         self.encoder = _stack([spec.n_features, *spec.hidden, spec.code_size], spec.activation, spec.code_activation)
-        self.decoder = _stack([spec.code_size, *spec.decoder_hidden, spec.n_features], spec.activation,
-                              spec.output_activation)
+        self.decoder = _stack([spec.code_size, *spec.decoder_hidden, spec.n_features], spec.activation)
+        self.output_activation = ACTIVATIONS[spec.output_activation]()
         if spec.init in INIT_GAINS:
             for module in self.modules():
                 if isinstance(module, nn.Linear):
                     nn.init.xavier_uniform_(module.weight, gain=INIT_GAINS[spec.init])
                     nn.init.zeros_(module.bias)
 
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
+    def forward(self, x, activate=True):
+        """The reconstruction of `x`; with ``activate=False``, before the output activation."""
+        return self.decode(self.encoder(x), activate)
 
     def encode(self, x):
         return self.encoder(x)
 
-    def decode(self, z):
-        return self.decoder(z)
+    def decode(self, z, activate=True):
+        return self.output_activation(self.decoder(z)) if activate else self.decoder(z)

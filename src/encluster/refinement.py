@@ -26,7 +26,7 @@ from .distributed import current
 from .errors import ConfigError
 from .progress import progress
 from .scaling import row_range
-from .training import LOSSES, apply_in_batches, epoch_order
+from .training import adam, apply_in_batches, epoch_order, reconstruction_loss
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class _Refined(nn.Module):
     def __init__(self, model, centers, alpha, with_decoder):
         super().__init__()
         self.encoder = model.encoder
-        self.decoder = model.decoder if with_decoder else None
+        self.decoder = model.decoder if with_decoder else None  # pre-activations, for `reconstruction_loss`
         self.centers = nn.Parameter(centers)
         self.alpha = alpha
 
@@ -124,8 +124,8 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
     refined = _Refined(model, torch.as_tensor(centers, dtype=torch.float32, device=device).clone(), config.alpha,
                        with_decoder=config.gamma is not None)
     network = group.data_parallel(refined)
-    optimizer = torch.optim.Adam(refined.parameters(), lr=config.learning_rate)
-    reconstruction = LOSSES[loss]()
+    optimizer = adam(refined.parameters(), config.learning_rate)
+    reconstruction = reconstruction_loss(loss, model.output_activation)
     n = len(data)
     padded = group.padded(n)
     batches_per_epoch = math.ceil(padded / config.batch_size)
