@@ -79,10 +79,11 @@ def parameter_shapes(spec):
 def _stack(sizes, activation, last_activation=None):
     """Linear layers of `sizes`, `activation` between them, `last_activation` (if any) after the last."""
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2 or last_activation is not None:
-            layers.append(ACTIVATIONS[last_activation if i == len(sizes) - 2 else activation]())
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+    layers.pop()
+    if last_activation is not None:
+        layers.append(ACTIVATIONS[last_activation]())
     return nn.Sequential(*layers)
 
 
