@@ -56,7 +56,7 @@ def summarize(runs):
 def markdown(result):
     lines = [f"# `seed` preset on MNIST-70k ({len(result['runs'])} seeds)", "",
              f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, torch "
-             f"{result['machine']['torch']}; {result['date']}.", "",
+             f"{result['machine']['torch']}; {result['date']}.", "", f"Command: `{result['command'].strip()}`.", "",
              "| seed | " + " | ".join(f"{s} (enc / pixels)" for s in SCORES) + " | train s | total s | peak MB |",
              "|---" * (len(SCORES) + 4) + "|"]
     for r in result["runs"]:

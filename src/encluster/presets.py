@@ -42,7 +42,7 @@ PRESETS = {
         "code_activation": "sigmoid",
         "output_activation": "sigmoid",
         "init": "xavier-sigmoid",
-        "epochs": 60,
+        "epochs": 120,
         "batch_size": 64,
         "learning_rate": 2e-3,
         "loss": "bce",
