@@ -1,13 +1,14 @@
 """Accuracy benchmark: data sets x methods x seeds, ours beside the peer library ClustPy.
 
 Each (data set, method, seed) runs in its own process, so its peak memory is its own;
-results are appended to a JSON-lines file as they finish (rerunning skips what is
-there), then summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall
+results are appended to a JSON-lines file as they finish (rerunning skips what is there,
+`--rerun` replaces it), then summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall
 time and peak memory, into benchmarks/results/accuracy.json and .md.
 
     python benchmarks/accuracy.py                                   # everything, 5 seeds
     python benchmarks/accuracy.py --datasets digits --seeds 0 1 2   # a quick look
     python benchmarks/accuracy.py --methods n2d clustpy-n2d --epochs 40 --clustpy-python ENV/bin/python
+    python benchmarks/accuracy.py --datasets mnist --methods default --rerun   # after changing a preset
 
 Methods: pixels (k-means on the scaled pixels, n_init=10), seed, umap, n2d, dec, idec,
 default (our presets, `EncodingClusterer`), and clustpy-n2d / clustpy-dec /
@@ -131,15 +132,20 @@ def main():
                         "preset's own; ClustPy then gets 40, the n2d/dec/idec presets' number)")
     parser.add_argument("--clustpy-python", default=sys.executable, help="interpreter that has ClustPy")
     parser.add_argument("--log", type=Path, default=RESULTS / "accuracy.jsonl")
+    parser.add_argument("--rerun", action="store_true", help="run the chosen data sets x methods x seeds again "
+                        "even where the log has them (after a preset changed); their old rows are replaced")
     parser.add_argument("--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one[0], args.one[1], int(args.one[2]), args.epochs)))
         return
     RESULTS.mkdir(exist_ok=True)
-    done = set()
-    if args.log.exists():
-        done = {(r["dataset"], r["method"], r["seed"]) for r in map(json.loads, args.log.read_text().splitlines())}
+    logged = [json.loads(line) for line in args.log.read_text().splitlines()] if args.log.exists() else []
+    if args.rerun:
+        chosen = {(d, m, s) for d in args.datasets for m in args.methods for s in args.seeds}
+        logged = [r for r in logged if (r["dataset"], r["method"], r["seed"]) not in chosen]
+        args.log.write_text("".join(json.dumps(r) + "\n" for r in logged))
+    done = {(r["dataset"], r["method"], r["seed"]) for r in logged}
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds:
