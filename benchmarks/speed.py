@@ -52,8 +52,7 @@ def _timed(fn):
 
 def training_throughput(preset, batch_size, X, steps=60):
     settings = get_preset(preset)
-    code_size = settings["code_size"] or settings["code_per_cluster"] * 10
-    spec = AutoencoderSpec(n_features=X.shape[1], code_size=code_size, **{
+    spec = AutoencoderSpec(n_features=X.shape[1], code_size=settings["code_size"] or 10, **{
         k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation", "output_activation",
                                  "init")})
     torch.manual_seed(0)

@@ -13,7 +13,6 @@ from encluster import EncodingClusterer, load_dataset, score
 from encluster.clustering import gaussian_mixture, mixture_from_arrays, mixture_to_arrays
 from encluster.embedding import UmapEmbedding
 from encluster.errors import ConfigError
-from encluster.presets import get_preset
 from encluster.refinement import soft_assignments, target_distribution
 
 # The presets' own networks (d-500-500-2000-k), trained briefly.
@@ -197,14 +196,3 @@ def test_a_component_no_sample_chose_still_gets_a_decodable_centre(monkeypatch):
     assert np.bincount(est.labels_, minlength=3)[2] == 0
     assert np.isfinite(est.cluster_centers_).all()
     assert np.isfinite(est.decode(est.cluster_centers_)).all()
-
-
-def test_default_code_is_a_multiple_of_the_clusters_and_umap_keeps_one_per_cluster(fitted, digits_split):
-    factor = get_preset("default")["code_per_cluster"]
-    assert factor > 1
-    assert fitted["n2d"].codes_.shape[1] == 10
-    assert fitted["default"].codes_.shape[1] == 10 * factor
-    assert fitted["default"].embedded_.shape[1] == 10
-    X, _, _, _ = digits_split
-    narrow = EncodingClusterer(10, preset="default", code_size=4, random_state=0, epochs=1).fit(X)
-    assert narrow.codes_.shape[1] == 4  # an explicit code size wins over the preset's multiple

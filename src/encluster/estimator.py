@@ -59,8 +59,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         Override the preset's clustering method.
     hidden, decoder_hidden, code_size, activation, code_activation, output_activation, init : optional
         Override the preset's architecture (see `AutoencoderSpec`). A preset whose
-        code size is None makes the code a multiple of the number of clusters (1 for
-        n2d, dec and idec, as published; 2 for default).
+        code size is None uses one code dimension per cluster.
     epochs, batch_size, learning_rate, loss, schedule, corruption : optional
         Override the preset's pretraining (see `TrainingConfig`; `corruption` > 0 trains
         a denoising autoencoder).
@@ -204,9 +203,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         auto = self.n_clusters == "auto"
         if not auto:
             check_n_clusters(self.n_clusters, len(X))
-        # N2D: one UMAP dimension per cluster, and a code as wide (or a preset's multiple of it).
+        # N2D: one code (and UMAP) dimension per cluster.
         per_cluster = AUTO_CODE_SIZE if auto else int(self.n_clusters)
-        code_size = settings["code_size"] or settings["code_per_cluster"] * per_cluster
+        code_size = settings["code_size"] or per_cluster
         spec = None if method == "umap" else AutoencoderSpec(n_features=X.shape[1], code_size=code_size, **{
             k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation",
                                      "output_activation", "init")})

@@ -17,8 +17,7 @@ METHODS = ("kmeans", "n2d", "dec", "idec", "umap")
 
 _DEEP_NETWORK = {
     "hidden": (500, 500, 2000),
-    "code_size": None,  # code_per_cluster code dimensions per cluster
-    "code_per_cluster": 1,  # as published: a code as wide as the number of clusters
+    "code_size": None,  # one code dimension per cluster
     "decoder_hidden": None,  # the mirror of the encoder
     "activation": "relu",
     "code_activation": "linear",
@@ -66,9 +65,8 @@ REFINEMENT = {"dec": {"gamma": None, "learning_rate": 1e-4}, "idec": {"gamma": 0
 # Ours: N2D with the pretraining schedule of lowest reconstruction loss among those that keep
 # a whole MNIST-70k run within 10 minutes on 2 CPU cores (see the README): cosine decay, 30 epochs.
 # Five mixture fits, the most likely kept: a single fit on a UMAP embedding lands now and then
-# in a poor optimum that merges two clusters and splits another. A code twice as wide as N2D's
-# (UMAP still embeds into one dimension per cluster) reconstructs better (see the README).
-PRESETS["default"] = {**PRESETS["n2d"], "epochs": 30, "schedule": "cosine", "n_init": 5, "code_per_cluster": 2}
+# in a poor optimum that merges two clusters and splits another (see the README).
+PRESETS["default"] = {**PRESETS["n2d"], "epochs": 30, "schedule": "cosine", "n_init": 5}
 DEFAULT_PRESET = "default"
 
 
