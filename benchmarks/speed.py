@@ -3,12 +3,15 @@ where the time of a whole `encluster run` goes.
 
     python benchmarks/speed.py                      # peak + training throughput (a few minutes)
     python benchmarks/speed.py --stages 3           # + `encluster run` stage times, median of 3 per preset
+    python benchmarks/speed.py --stages 3 --stage-presets default   # stage times of the default only
 
-1. Peak: the best float32 `torch.mm` rate on 4096x4096 matrices (GFLOP/s).
+1. Peak: the best `torch.mm` rate on 4096x4096 matrices (GFLOP/s), in float32 and in
+   bfloat16 (fast only where the CPU has bfloat16 instructions: AVX512-BF16, AMX).
 2. Training throughput of each preset's autoencoder on MNIST batches (Adam, the
-   preset's loss), at the preset's batch size and at larger ones: samples/s, GFLOP/s
-   (6 multiply-adds' worth of FLOPs per weight per sample: forward, and backward for
-   inputs and weights) and the fraction of the peak.
+   preset's loss), at the preset's batch size and at larger ones, in float32 and in
+   bfloat16 (`TrainingConfig.precision`): samples/s, GFLOP/s (6 multiply-adds' worth of
+   FLOPs per weight per sample: forward, and backward for inputs and weights) and the
+   fraction of that precision's peak.
 3. With --stages N: `encluster run --preset P` on MNIST-70k, N times per preset, the
    median seconds of every stage (load, train, encode, embed, cluster, score, save,
    plot, report) and the peak memory.
@@ -30,15 +33,15 @@ import torch
 from encluster import load_dataset
 from encluster.models import Autoencoder, AutoencoderSpec
 from encluster.presets import get_preset
-from encluster.training import adam, reconstruction_loss
+from encluster.training import PRECISIONS, adam, reconstruction_loss
 
 from machine import describe
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def matmul_peak(size=4096, repeats=10):
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak(dtype, size=4096, repeats=10):
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
@@ -50,7 +53,7 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def training_throughput(preset, batch_size, X, steps=60):
+def training_throughput(preset, batch_size, precision, X, steps=60):
     settings = get_preset(preset)
     spec = AutoencoderSpec(n_features=X.shape[1], code_size=settings["code_size"] or 10, **{
         k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation", "output_activation",
@@ -64,7 +67,9 @@ def training_throughput(preset, batch_size, X, steps=60):
 
     def step(i):
         batch = data[(i * batch_size) % (len(data) - batch_size):][:batch_size]
-        loss = loss_fn(model(batch, activate=False), batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            pre_activation = model(batch, activate=False)
+        loss = loss_fn(pre_activation.float(), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -76,7 +81,7 @@ def training_throughput(preset, batch_size, X, steps=60):
         step(i)
     seconds = time.perf_counter() - start
     samples_per_s = steps * batch_size / seconds
-    return {"preset": preset, "batch_size": batch_size, "samples_per_s": round(samples_per_s),
+    return {"preset": preset, "batch_size": batch_size, "precision": precision, "samples_per_s": round(samples_per_s),
             "gflops": round(6 * weights * samples_per_s / 1e9, 1),
             "epoch_seconds_mnist70k": round(70_000 / samples_per_s, 1)}
 
@@ -90,6 +95,7 @@ def stage_times(preset, repeats, seed=0):
             runs.append(json.loads(Path(f"{tmp}/run/metrics.json").read_text()))
     stages = sorted({k for r in runs for k in r["timings"]})
     return {"preset": preset, "repeats": repeats, "seed": seed, "acc": [r["acc"] for r in runs],
+            "precision": runs[0]["precision"],
             "stages": {k: statistics.median(r["timings"].get(k, 0.0) for r in runs) for k in stages},
             "total_seconds": statistics.median(r["total_seconds"] for r in runs),
             "peak_memory_mb": max(r["peak_memory_mb"] for r in runs)}
@@ -99,31 +105,37 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", type=int, default=0, metavar="N", help="also time `encluster run` N times")
     parser.add_argument("--presets", nargs="+", default=["seed", "default"])
+    parser.add_argument("--stage-presets", nargs="+", metavar="PRESET",
+                        help="presets whose `encluster run` --stages times (default: all of --presets)")
     args = parser.parse_args()
     X = load_dataset("mnist", split="test").X
-    peak = matmul_peak()
-    print(f"matmul peak {peak:.1f} GFLOP/s", flush=True)
+    peaks = {precision: matmul_peak(getattr(torch, precision)) for precision in PRECISIONS}
+    print("matmul peak GFLOP/s", {k: round(v, 1) for k, v in peaks.items()}, flush=True)
     throughput = []
     for preset in args.presets:
         base = get_preset(preset)["batch_size"]
         for batch_size in sorted({base, 1024, 4096} if preset != "seed" else {base, 256}):
-            row = training_throughput(preset, batch_size, X)
-            row["fraction_of_peak"] = round(row["gflops"] / peak, 3)
-            print(json.dumps(row), flush=True)
-            throughput.append(row)
-    stages = [stage_times(p, args.stages) for p in args.presets] if args.stages else []
-    result = {"machine": describe(), "threads": torch.get_num_threads(), "matmul_peak_gflops": round(peak, 1),
+            for precision in PRECISIONS:
+                row = training_throughput(preset, batch_size, precision, X)
+                row["fraction_of_peak"] = round(row["gflops"] / peaks[precision], 3)
+                print(json.dumps(row), flush=True)
+                throughput.append(row)
+    stages = [stage_times(p, args.stages) for p in args.stage_presets or args.presets] if args.stages else []
+    result = {"machine": describe(), "threads": torch.get_num_threads(),
+              "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
               "throughput": throughput, "stages": stages}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Machine: {result['machine']}, {result['threads']} torch threads. float32 matmul peak "
-             f"(4096x4096 torch.mm, best of 10): **{peak:.1f} GFLOP/s**.", "",
-             "| preset | batch | samples/s | GFLOP/s | of peak | s per MNIST-70k epoch |", "|---" * 6 + "|"]
-    lines += [f"| {r['preset']} | {r['batch_size']} | {r['samples_per_s']:,} | {r['gflops']} | "
+    lines = [f"Machine: {result['machine']}, {result['threads']} torch threads. Matmul peak (4096x4096 torch.mm, "
+             f"best of 10): **{peaks['float32']:.1f} GFLOP/s** in float32, **{peaks['bfloat16']:.1f}** in bfloat16.",
+             "", "| preset | batch | precision | samples/s | GFLOP/s | of that peak | s per MNIST-70k epoch |",
+             "|---" * 7 + "|"]
+    lines += [f"| {r['preset']} | {r['batch_size']} | {r['precision']} | {r['samples_per_s']:,} | {r['gflops']} | "
               f"{100 * r['fraction_of_peak']:.0f}% | {r['epoch_seconds_mnist70k']} |" for r in throughput]
     for s in stages:
         lines += ["", f"`encluster run --preset {s['preset']}` on MNIST-70k, median of {s['repeats']} "
-                  f"(seed {s['seed']}): total {s['total_seconds']:.0f} s, peak {s['peak_memory_mb']:.0f} MB, "
+                  f"(seed {s['seed']}, training in {s['precision']}): total {s['total_seconds']:.0f} s, "
+                  f"peak {s['peak_memory_mb']:.0f} MB, "
                   f"ACC {', '.join(f'{a:.3f}' for a in s['acc'])}", "",
                   "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in s["stages"].items()]
     (RESULTS / "speed.md").write_text("\n".join(lines) + "\n")

@@ -57,6 +57,26 @@ def test_same_seed_same_labels(digits_small):
     assert a.history_ == b.history_
 
 
+def test_bfloat16_training_same_seed_same_labels_and_kept_on_save(digits_small, tmp_path):
+    X, _ = digits_small
+    a = EncodingClusterer(10, random_state=7, precision="bfloat16", **SMALL).fit(X)
+    b = EncodingClusterer(10, random_state=7, precision="bfloat16", **SMALL).fit(X)
+    assert np.array_equal(a.labels_, b.labels_) and a.history_ == b.history_
+    assert a.history_[-1] < a.history_[0]
+    a.save(tmp_path / "m")
+    loaded = EncodingClusterer.load(tmp_path / "m")
+    assert loaded.training_.precision == "bfloat16"
+    assert np.array_equal(loaded.predict(X), a.labels_)
+
+
+def test_precision_auto_records_what_it_chose(digits_small):
+    from encluster.training import resolve_precision
+
+    X, _ = digits_small
+    est = EncodingClusterer(10, random_state=0, precision="auto", **{**SMALL, "epochs": 1}).fit(X)
+    assert est.training_.precision == resolve_precision("auto", torch.device("cpu"))
+
+
 def test_fit_leaves_global_rng_alone(digits_small):
     X, _ = digits_small
     torch.manual_seed(123)

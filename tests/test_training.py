@@ -1,13 +1,16 @@
 """The training loop: what the network sees (denoising), what it is scored against, and the loss."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from encluster.distributed import Group
+from encluster.errors import ConfigError
 from encluster.models import Autoencoder, AutoencoderSpec
-from encluster.training import TrainingConfig, epoch_order, reconstruction_loss, train_autoencoder
+from encluster.training import (TrainingConfig, epoch_order, reconstruction_loss, resolve_precision,
+                                train_autoencoder)
 
 
 class _Recording(Autoencoder):
@@ -81,3 +84,43 @@ def test_forward_without_activation_stops_before_the_output_activation():
     x = torch.rand(5, 12)
     assert torch.allclose(torch.sigmoid(model(x, activate=False)), model(x))
     assert (model(x, activate=False) < 0).any()  # logits, not probabilities
+
+
+def _dtypes_of_first_layer(model):
+    """Record the dtype of the first linear layer's output at every call."""
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    return seen
+
+
+def test_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_learns_as_float32_does():
+    X = np.random.default_rng(0).uniform(size=(512, 30)).astype(np.float32)
+    spec = AutoencoderSpec(n_features=30, hidden=(64, 32), code_size=4, activation="relu", code_activation="linear",
+                           output_activation="linear", init="xavier")
+    histories = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = Autoencoder(spec)
+        dtypes = _dtypes_of_first_layer(model)
+        config = TrainingConfig(epochs=8, batch_size=64, learning_rate=3e-3, loss="mse", precision=precision)
+        histories[precision] = train_autoencoder(model, X, config, generator=torch.Generator().manual_seed(0))
+        assert set(dtypes) == {getattr(torch, precision)}
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    fp32, bf16 = histories["float32"], histories["bfloat16"]
+    assert bf16[-1] < 0.7 * bf16[0]  # it learns
+    assert bf16 != fp32 and np.allclose(bf16, fp32, rtol=0.05)  # rounded differently, to the same end
+
+
+def test_precision_auto_follows_the_cpu_and_explicit_values_pass(monkeypatch):
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, expected in ((True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=amx: value)
+        assert resolve_precision("auto", cpu) == expected
+        assert resolve_precision("float32", cpu) == "float32" and resolve_precision("bfloat16", cpu) == "bfloat16"
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(ConfigError, match="precision='half'.*auto or one of float32, bfloat16"):
+        TrainingConfig(precision="half")

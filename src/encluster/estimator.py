@@ -16,7 +16,7 @@ from .models import Autoencoder, AutoencoderSpec
 from .presets import DEFAULT_PRESET, METHODS, REFINEMENT, get_preset
 from .refinement import RefinementConfig, refine_clusters
 from .scaling import ScaledRows, Scaler, row_range
-from .training import TrainingConfig, apply_in_batches, train_autoencoder
+from .training import TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder
 from .validation import check_n_clusters, check_samples, is_constant, row_chunks
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # Parameters that, left as None, take their value from the preset.
 PRESET_PARAMS = ("method", "hidden", "code_size", "decoder_hidden", "activation", "code_activation",
                  "output_activation", "init", "epochs", "batch_size", "learning_rate", "loss", "schedule",
-                 "corruption", "n_init", "n_neighbors")
+                 "corruption", "precision", "n_init", "n_neighbors")
 # Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
 MAX_UMAP_FIT_SAMPLES = 100_000
 # Code (and UMAP) width for methods whose width follows the number of clusters, when that is "auto".
@@ -60,9 +60,10 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     hidden, decoder_hidden, code_size, activation, code_activation, output_activation, init : optional
         Override the preset's architecture (see `AutoencoderSpec`). A preset whose
         code size is None uses one code dimension per cluster.
-    epochs, batch_size, learning_rate, loss, schedule, corruption : optional
+    epochs, batch_size, learning_rate, loss, schedule, corruption, precision : optional
         Override the preset's pretraining (see `TrainingConfig`; `corruption` > 0 trains
-        a denoising autoencoder).
+        a denoising autoencoder; `precision` "auto" trains in bfloat16 where the device
+        computes in it natively, see `resolve_precision`).
     n_init : int, optional
         Restarts of k-means (or of the Gaussian mixture); the best fit is kept.
     n_neighbors : int, optional
@@ -124,7 +125,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, method=None, hidden=None, code_size=None,
                  activation=None, code_activation=None, output_activation=None, init=None, epochs=None,
-                 batch_size=None, learning_rate=None, loss=None, schedule=None, corruption=None, decoder_hidden=None,
+                 batch_size=None, learning_rate=None, loss=None, schedule=None, corruption=None, precision=None,
+                 decoder_hidden=None,
                  n_init=None, n_neighbors=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
         self.n_clusters = n_clusters
         self.preset = preset
@@ -141,6 +143,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.loss = loss
         self.schedule = schedule
         self.corruption = corruption
+        self.precision = precision
         self.decoder_hidden = decoder_hidden
         self.n_init = n_init
         self.n_neighbors = n_neighbors
@@ -196,7 +199,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         device = self._check_params(settings)
         method = settings["method"]
         training = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "loss",
-                                                              "schedule", "corruption")})
+                                                              "schedule", "corruption")},
+                                  precision=resolve_precision(settings["precision"], device))
         refinement = RefinementConfig(**REFINEMENT[method]) if method in ("dec", "idec") else None
         X = check_samples(X)
         group = current()

@@ -61,6 +61,7 @@ class RunConfig:
     loss: str | None = None
     schedule: str | None = None
     corruption: float | None = None
+    precision: str | None = None  # None: the preset's
     n_init: int | None = None  # None: the preset's
     seed: int = 0
     device: str = "cpu"
@@ -249,7 +250,8 @@ def _run(config, out, checkpoint, verbose):
 
     est = EncodingClusterer(config.n_clusters, preset=config.preset, epochs=config.epochs,
                             batch_size=config.batch_size, learning_rate=config.learning_rate, loss=config.loss,
-                            schedule=config.schedule, corruption=config.corruption, n_init=config.n_init,
+                            schedule=config.schedule, corruption=config.corruption, precision=config.precision,
+                            n_init=config.n_init,
                             device=config.device, random_state=config.seed, verbose=verbose)
     t = time.perf_counter()
     est.fit(dataset.X, checkpoint=checkpoint)
@@ -270,6 +272,7 @@ def _run(config, out, checkpoint, verbose):
         "method": est.method_,
         "seed": int(config.seed),
         "world_size": int(est.world_size_),
+        "precision": est.training_.precision,
         "final_loss": est.history_[-1] if est.history_ else None,
         "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }

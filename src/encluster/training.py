@@ -22,6 +22,7 @@ from .progress import progress
 
 LOSSES = {"bce": nn.BCELoss, "mse": nn.MSELoss}
 SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "bfloat16")
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ class TrainingConfig:
         Fraction of input values set to zero, drawn afresh for every batch, while the
         loss still compares with the clean batch: a denoising autoencoder (Vincent et
         al. 2008; DEC pretrains with 0.2). 0 trains a plain autoencoder.
+    precision : {"float32", "bfloat16"}
+        What the network's matrix products compute in. "bfloat16" runs the forward and
+        backward passes under `torch.autocast`, while the weights, Adam's state and the
+        loss stay float32 (mixed precision, Micikevicius et al. 2018): on a CPU with
+        bfloat16 instructions (AVX512-BF16 or AMX) or a recent GPU, a step of the
+        default network takes about half the time. See `resolve_precision` for "auto".
     """
 
     epochs: int = 30
@@ -52,12 +59,15 @@ class TrainingConfig:
     loss: str = "bce"
     schedule: str = "constant"
     corruption: float = 0.0
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}; expected one of {', '.join(LOSSES)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule={self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r}; expected auto or one of {', '.join(PRECISIONS)}")
         if self.epochs < 0 or self.batch_size < 1 or not self.learning_rate > 0:
             raise ConfigError(f"epochs={self.epochs}, batch_size={self.batch_size}, learning_rate="
                               f"{self.learning_rate}: need epochs >= 0, batch_size >= 1, learning_rate > 0")
@@ -67,6 +77,21 @@ class TrainingConfig:
 
     def to_dict(self):
         return asdict(self)
+
+
+def resolve_precision(precision, device):
+    """The precision to train in: "auto" becomes "bfloat16" where `device` computes in
+    bfloat16 natively (a CPU with AVX512-BF16 or AMX, a GPU that supports it), where it
+    halves the step time, and "float32" elsewhere, where emulated bfloat16 would be
+    slower; any other value is returned as it is."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = any(getattr(torch.cpu, probe, lambda: False)()
+                     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return "bfloat16" if native else "float32"
 
 
 def learning_rate_at(step, total_steps, config):
@@ -191,7 +216,8 @@ class _TrainingRun:
 
     def __init__(self, model, data, config, generator, device, checkpoint, group):
         self.model = model.to(device).train()
-        self.data, self.config, self.generator, self.device, self.checkpoint = data, config, generator, device, checkpoint
+        self.data, self.config, self.generator, self.checkpoint = data, config, generator, checkpoint
+        self.device = torch.device(device)
         self.group = group
         self.network = group.data_parallel(self.model)
         self.optimizer = adam(model.parameters(), config.learning_rate)
@@ -235,7 +261,9 @@ class _TrainingRun:
     def step(self, inputs, batch):
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
-        loss = self.loss_fn(self.network(inputs, activate=False), batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
+            pre_activation = self.network(inputs, activate=False)
+        loss = self.loss_fn(pre_activation.float(), batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
