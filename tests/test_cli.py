@@ -63,6 +63,14 @@ def test_predict_with_saved_model(run_dir, tmp_path):
     assert csv_out.read_text().splitlines()[1:] == [str(v) for v in np.load(out)]
 
 
+def test_precision_flag_reaches_training_and_is_recorded(run_dir, tmp_path):
+    assert json.loads((run_dir / "metrics.json").read_text())["precision"] == "float32"  # the seed preset's
+    result = encluster("run", *FAST, "--precision", "bfloat16", "--out", tmp_path / "bf16", "-q")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "bf16" / "metrics.json").read_text())["precision"] == "bfloat16"
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["run"]["precision"] == "bfloat16"
+
+
 def test_existing_out_needs_force(run_dir):
     before = (run_dir / "metrics.json").read_text()
     result = encluster("run", *FAST, "--out", run_dir)
@@ -83,6 +91,7 @@ def test_datasets_lists_builtins():
     (["run", "--epochs", "many"], 2, "not an integer"),
     (["run", "--wrong-flag"], 2, "unrecognized arguments: --wrong-flag"),
     (["run", "--preset", "nope"], 2, "invalid choice"),
+    (["run", "--precision", "half"], 2, "invalid choice: 'half'"),
     (["predict", "--model", "no-such-run", "x.npy", "--out", "y.npy"], 1, "not a model folder"),
 ])
 def test_bad_invocations_fail_with_one_line(args, code, fragment, tmp_path):

@@ -188,8 +188,8 @@ def _run_config(args):
     return RunConfig(dataset=args.dataset, split=args.split, data_dir=args.data_dir, label_column=args.label_column,
                      max_samples=args.max_samples, preset=args.preset, n_clusters=args.clusters, epochs=args.epochs,
                      batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
-                     corruption=args.corruption, precision=args.precision, n_init=args.n_init, seed=args.seed, device=args.device,
-                     baseline=args.baseline, plots=args.plots, report=args.report)
+                     corruption=args.corruption, precision=args.precision, n_init=args.n_init, seed=args.seed,
+                     device=args.device, baseline=args.baseline, plots=args.plots, report=args.report)
 
 
 def _print_summary(metrics, run_dir):
