@@ -33,7 +33,7 @@ import torch
 from encluster import load_dataset
 from encluster.models import Autoencoder, AutoencoderSpec
 from encluster.presets import get_preset
-from encluster.training import PRECISIONS, adam, reconstruction_loss
+from encluster.training import PRECISIONS, adam, batch_loss, reconstruction_loss
 
 from machine import describe
 
@@ -67,9 +67,7 @@ def training_throughput(preset, batch_size, precision, X, steps=60):
 
     def step(i):
         batch = data[(i * batch_size) % (len(data) - batch_size):][:batch_size]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
-            pre_activation = model(batch, activate=False)
-        loss = loss_fn(pre_activation.float(), batch)
+        loss = batch_loss(model, batch, batch, loss_fn, precision)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -211,6 +211,14 @@ def reconstruction_loss(kind, output_activation):
     return lambda pre_activation, target: loss(output_activation(pre_activation), target)
 
 
+def batch_loss(network, inputs, target, loss_fn, precision, device_type="cpu"):
+    """The reconstruction loss of one batch (`loss_fn` from `reconstruction_loss`): in
+    "bfloat16" the network runs under `torch.autocast`, the loss is still taken in float32."""
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+        pre_activation = network(inputs, activate=False)
+    return loss_fn(pre_activation.float(), target)
+
+
 class _TrainingRun:
     """The loop's state in one place, so it can be saved and restored mid-epoch."""
 
@@ -261,9 +269,7 @@ class _TrainingRun:
     def step(self, inputs, batch):
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
-            pre_activation = self.network(inputs, activate=False)
-        loss = self.loss_fn(pre_activation.float(), batch)
+        loss = batch_loss(self.network, inputs, batch, self.loss_fn, self.config.precision, self.device.type)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
