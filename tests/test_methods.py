@@ -126,6 +126,7 @@ def test_auto_model_round_trips(separated_blobs, tmp_path):
     ({"n_clusters": "many"}, "n_clusters='many'"),
     ({"method": "spectral"}, "method='spectral'"),
     ({"n_neighbors": 1}, "n_neighbors=1"),
+    ({"umap_epochs": 0}, "umap_epochs=0"),
     ({"n_clusters": "auto", "max_clusters": 1}, "max_clusters=1"),
 ])
 def test_bad_method_settings_are_clear_errors(kwargs, fragment):
@@ -143,6 +144,17 @@ def test_umap_embedding_round_trips_and_keeps_training_points_in_place(separated
     spread = np.linalg.norm(embedding - embedding.mean(axis=0), axis=1).mean()
     moved = np.linalg.norm(fitted.transform(X) - embedding, axis=1)
     assert np.median(moved) < 0.1 * spread
+
+
+def test_umap_epochs_reach_the_layout_and_are_saved(separated_blobs, tmp_path):
+    X, _ = separated_blobs
+    short = EncodingClusterer(4, preset="umap", umap_epochs=5, random_state=0).fit(X)
+    usual = EncodingClusterer(4, preset="umap", random_state=0).fit(X)
+    assert short.embedding_.n_epochs == 5 and usual.embedding_.n_epochs is None
+    assert not np.allclose(short.embedded_, usual.embedded_)
+    short.save(tmp_path / "m")
+    loaded = EncodingClusterer.load(tmp_path / "m")
+    assert loaded.umap_epochs == 5 and loaded.embedding_.n_epochs == 5
 
 
 def test_mixture_round_trips_through_arrays(separated_blobs):

@@ -33,15 +33,19 @@ class UmapEmbedding:
         Size of the neighbourhood UMAP balances local and global structure over.
     min_dist : float
         How tightly points may pack; 0 suits clustering (N2D, McConville et al. 2020).
+    n_epochs : int or None
+        Passes of the layout optimisation in the fit; None leaves it to umap-learn (200
+        above 10,000 points, 500 below).
     random_state : int
         Seed of the layout (fit) and of the placement of new points (transform).
     """
 
     def __init__(self, n_components, *, n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"],
-                 random_state=0):
+                 n_epochs=None, random_state=0):
         self.n_components = int(n_components)
         self.n_neighbors = int(n_neighbors)
         self.min_dist = float(min_dist)
+        self.n_epochs = None if n_epochs is None else int(n_epochs)
         self.random_state = int(random_state)
         self._index = None
 
@@ -56,7 +60,7 @@ class UmapEmbedding:
         # init="spectral" needs n_components < n_samples - 1 on tiny sets; random init always works.
         init = "spectral" if self.n_components < len(X) - 2 else "random"
         reducer = umap.UMAP(n_components=self.n_components, n_neighbors=n_neighbors, min_dist=self.min_dist,
-                            metric="euclidean", init=init, random_state=self.random_state,
+                            metric="euclidean", init=init, n_epochs=self.n_epochs, random_state=self.random_state,
                             transform_seed=self.random_state,
                             precomputed_knn=(indices.astype(np.int32), dists.astype(np.float32), None))
         with warnings.catch_warnings():
@@ -79,14 +83,15 @@ class UmapEmbedding:
         """Everything `transform` needs, as named arrays (for safetensors) and settings (for JSON)."""
         arrays = {"fit_data": self.fit_data_, "embedding": self.embedding_}
         settings = {"n_components": self.n_components, "n_neighbors": self.n_neighbors, "min_dist": self.min_dist,
-                    "random_state": self.random_state, "a": self.a_, "b": self.b_}
+                    "n_epochs": self.n_epochs, "random_state": self.random_state, "a": self.a_, "b": self.b_}
         return arrays, settings
 
     @classmethod
     def from_arrays(cls, arrays, settings):
         """Rebuild what `to_arrays` described; shapes are checked by the caller."""
+        # Models saved before n_epochs was recorded were all fitted with umap-learn's own number.
         est = cls(settings["n_components"], n_neighbors=settings["n_neighbors"], min_dist=settings["min_dist"],
-                  random_state=settings["random_state"])
+                  n_epochs=settings.get("n_epochs"), random_state=settings["random_state"])
         est.fit_data_ = np.ascontiguousarray(arrays["fit_data"], dtype=np.float32)
         est.embedding_ = np.ascontiguousarray(arrays["embedding"], dtype=np.float32)
         est.a_, est.b_ = float(settings["a"]), float(settings["b"])

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 # Parameters that, left as None, take their value from the preset.
 PRESET_PARAMS = ("method", "hidden", "code_size", "decoder_hidden", "activation", "code_activation",
                  "output_activation", "init", "epochs", "batch_size", "learning_rate", "loss", "schedule",
-                 "corruption", "precision", "n_init", "n_neighbors")
+                 "corruption", "precision", "n_init", "n_neighbors", "umap_epochs")
 # Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
 MAX_UMAP_FIT_SAMPLES = 100_000
 # Code (and UMAP) width for methods whose width follows the number of clusters, when that is "auto".
@@ -68,6 +68,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         Restarts of k-means (or of the Gaussian mixture); the best fit is kept.
     n_neighbors : int, optional
         UMAP's neighbourhood size (methods n2d and umap).
+    umap_epochs : int, optional
+        Passes of UMAP's layout optimisation (methods n2d and umap); a preset's None leaves
+        it to umap-learn (200 above 10,000 samples, 500 below).
     max_clusters : int, default=20
         Largest number of clusters `n_clusters="auto"` considers.
     device : str, default="cpu"
@@ -127,7 +130,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
                  activation=None, code_activation=None, output_activation=None, init=None, epochs=None,
                  batch_size=None, learning_rate=None, loss=None, schedule=None, corruption=None, precision=None,
                  decoder_hidden=None,
-                 n_init=None, n_neighbors=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
+                 n_init=None, n_neighbors=None, umap_epochs=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
         self.n_clusters = n_clusters
         self.preset = preset
         self.method = method
@@ -147,6 +150,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.decoder_hidden = decoder_hidden
         self.n_init = n_init
         self.n_neighbors = n_neighbors
+        self.umap_epochs = umap_epochs
         self.max_clusters = max_clusters
         self.device = device
         self.random_state = random_state
@@ -167,6 +171,9 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
                                    ("max_clusters", self.max_clusters, 2)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ConfigError(f"{name}={value!r}; expected an integer >= {least}")
+        epochs = settings["umap_epochs"]
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
+            raise ConfigError(f"umap_epochs={epochs!r}; expected an integer >= 1, or None for umap-learn's own choice")
         if self.n_clusters != "auto" and (isinstance(self.n_clusters, bool) or not isinstance(
                 self.n_clusters, (int, np.integer)) or self.n_clusters < 1):
             raise ConfigError(f"n_clusters={self.n_clusters!r}; expected an integer >= 1 or 'auto'")
@@ -246,7 +253,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         space = self.codes_
         if method in ("n2d", "umap"):
             clock = time.perf_counter()
-            space = self.embedded_ = self._fit_embedding(self.codes_, per_cluster, settings["n_neighbors"], group)
+            space = self.embedded_ = self._fit_embedding(self.codes_, per_cluster, settings, group)
             self.timings_["embed"] = time.perf_counter() - clock
         clock = time.perf_counter()
         self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X), group)
@@ -255,10 +262,11 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _fit_embedding(self, codes, width, n_neighbors, group):
+    def _fit_embedding(self, codes, width, settings, group):
         """UMAP of the codes; above MAX_UMAP_FIT_SAMPLES fitted on a seeded sample, the rest placed by
         transform. UMAP does not distribute: rank 0 fits it, and each process transforms its shard."""
-        self.embedding_ = UmapEmbedding(width, n_neighbors=n_neighbors, random_state=self.seed_)
+        self.embedding_ = UmapEmbedding(width, n_neighbors=settings["n_neighbors"], n_epochs=settings["umap_epochs"],
+                                        random_state=self.seed_)
         fit_all = len(codes) <= MAX_UMAP_FIT_SAMPLES
 
         def fit():
