@@ -2,7 +2,7 @@
 
 Each (data set, method, seed) runs in its own process, so its peak memory is its own;
 results are appended to a JSON-lines file as they finish (rerunning skips what is there,
-`--rerun` replaces it), then summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall
+`--rerun` replaces it; a run given --epochs is a different row from the preset's own), then summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall
 time and peak memory, into benchmarks/results/accuracy.json and .md.
 
     python benchmarks/accuracy.py                                   # everything, 5 seeds
@@ -62,7 +62,7 @@ def run_one(dataset, method, seed, epochs):
     seconds = time.perf_counter() - started
     scores = score(data.y, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"dataset": dataset, "method": method, "seed": seed, "n_samples": int(data.n_samples),
+    return {"dataset": dataset, "method": method, "seed": seed, "epochs": epochs, "n_samples": int(data.n_samples),
             "acc": scores["acc"], "nmi": scores["nmi"], "ari": scores["ari"], "seconds": round(seconds, 1),
             "peak_mb": round(peak_mb), "stages": stages, "settings": settings}
 
@@ -95,13 +95,18 @@ def _run_clustpy(method, data, seed, epochs):
     return np.asarray(model.labels_), {k: v for k, v in settings.items() if k != "random_state"}
 
 
+def identity(row):
+    """What a logged run is a run of: data set, method, seed and the --epochs it was given (None: the preset's)."""
+    return row["dataset"], row["method"], row["seed"], row.get("epochs")
+
+
 def summarise(rows):
     groups = {}
     for row in rows:
-        groups.setdefault((row["dataset"], row["method"]), []).append(row)
+        groups.setdefault((row["dataset"], row["method"], row.get("epochs")), []).append(row)
     summary = []
-    for (dataset, method), runs in groups.items():
-        entry = {"dataset": dataset, "method": method, "seeds": sorted(r["seed"] for r in runs)}
+    for (dataset, method, epochs), runs in groups.items():
+        entry = {"dataset": dataset, "method": method, "epochs": epochs, "seeds": sorted(r["seed"] for r in runs)}
         for name in ("acc", "nmi", "ari"):
             values = [r[name] for r in runs]
             entry[name] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "worst": min(values)}
@@ -116,7 +121,8 @@ def markdown(summary):
     lines = ["| data set | method | seeds | ACC mean ± std | ACC worst | NMI mean ± std | ARI mean ± std | "
              "median s | peak MB |", "|---" * 9 + "|"]
     for e in summary:
-        lines.append(f"| {e['dataset']} | {e['method']} | {len(e['seeds'])} | {e['acc']['mean']:.3f} ± "
+        method = e["method"] + (f", {e['epochs']} epochs" if e["epochs"] else "")
+        lines.append(f"| {e['dataset']} | {method} | {len(e['seeds'])} | {e['acc']['mean']:.3f} ± "
                      f"{e['acc']['std']:.3f} | {e['acc']['worst']:.3f} | {e['nmi']['mean']:.3f} ± "
                      f"{e['nmi']['std']:.3f} | {e['ari']['mean']:.3f} ± {e['ari']['std']:.3f} | "
                      f"{e['median_seconds']:.0f} | {e['peak_mb']} |")
@@ -142,14 +148,14 @@ def main():
     RESULTS.mkdir(exist_ok=True)
     logged = [json.loads(line) for line in args.log.read_text().splitlines()] if args.log.exists() else []
     if args.rerun:
-        chosen = {(d, m, s) for d in args.datasets for m in args.methods for s in args.seeds}
-        logged = [r for r in logged if (r["dataset"], r["method"], r["seed"]) not in chosen]
+        chosen = {(d, m, s, args.epochs) for d in args.datasets for m in args.methods for s in args.seeds}
+        logged = [r for r in logged if identity(r) not in chosen]
         args.log.write_text("".join(json.dumps(r) + "\n" for r in logged))
-    done = {(r["dataset"], r["method"], r["seed"]) for r in logged}
+    done = {identity(r) for r in logged}
     for dataset in args.datasets:
         for method in args.methods:
             for seed in args.seeds:
-                if (dataset, method, seed) in done:
+                if (dataset, method, seed, args.epochs) in done:
                     continue
                 python = args.clustpy_python if method in CLUSTPY else sys.executable
                 command = [python, __file__, "--one", dataset, method, str(seed)]
