@@ -2,8 +2,9 @@
 
 Each (data set, method, seed) runs in its own process, so its peak memory is its own;
 results are appended to a JSON-lines file as they finish (rerunning skips what is there,
-`--rerun` replaces it; a run given --epochs is a different row from the preset's own), then summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall
-time and peak memory, into benchmarks/results/accuracy.json and .md.
+`--rerun` replaces it; a run given --epochs is a row of its own, beside the preset's), then
+summarised as mean +- std and worst seed of ACC / NMI / ARI, median wall time and peak
+memory, into benchmarks/results/accuracy.json and .md.
 
     python benchmarks/accuracy.py                                   # everything, 5 seeds
     python benchmarks/accuracy.py --datasets digits --seeds 0 1 2   # a quick look

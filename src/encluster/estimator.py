@@ -167,13 +167,13 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     def _check_params(self, settings):
         if settings["method"] not in METHODS:
             raise ConfigError(f"method={settings['method']!r}; expected one of {', '.join(METHODS)}")
-        for name, value, least in (("n_init", settings["n_init"], 1), ("n_neighbors", settings["n_neighbors"], 2),
-                                   ("max_clusters", self.max_clusters, 2)):
+        counts = [("n_init", settings["n_init"], 1), ("n_neighbors", settings["n_neighbors"], 2),
+                  ("max_clusters", self.max_clusters, 2)]
+        if settings["umap_epochs"] is not None:  # None: umap-learn's own number
+            counts.append(("umap_epochs", settings["umap_epochs"], 1))
+        for name, value, least in counts:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ConfigError(f"{name}={value!r}; expected an integer >= {least}")
-        epochs = settings["umap_epochs"]
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1):
-            raise ConfigError(f"umap_epochs={epochs!r}; expected an integer >= 1, or None for umap-learn's own choice")
         if self.n_clusters != "auto" and (isinstance(self.n_clusters, bool) or not isinstance(
                 self.n_clusters, (int, np.integer)) or self.n_clusters < 1):
             raise ConfigError(f"n_clusters={self.n_clusters!r}; expected an integer >= 1 or 'auto'")
