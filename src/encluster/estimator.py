@@ -129,8 +129,8 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, method=None, hidden=None, code_size=None,
                  activation=None, code_activation=None, output_activation=None, init=None, epochs=None,
                  batch_size=None, learning_rate=None, loss=None, schedule=None, corruption=None, precision=None,
-                 decoder_hidden=None,
-                 n_init=None, n_neighbors=None, umap_epochs=None, max_clusters=20, device="cpu", random_state=None, verbose=0):
+                 decoder_hidden=None, n_init=None, n_neighbors=None, umap_epochs=None, max_clusters=20, device="cpu",
+                 random_state=None, verbose=0):
         self.n_clusters = n_clusters
         self.preset = preset
         self.method = method
