@@ -86,6 +86,23 @@ def test_forward_without_activation_stops_before_the_output_activation():
     assert (model(x, activate=False) < 0).any()  # logits, not probabilities
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), scale=st.floats(0.1, 10))
+def test_leaky_relu_hidden_layers_pass_negatives_at_slope_one_hundredth(seed, scale):
+    torch.manual_seed(seed)
+    spec = AutoencoderSpec(n_features=8, hidden=(6, 5), code_size=3, activation="leaky_relu",
+                           code_activation="linear", output_activation="linear", init="torch")
+    model = Autoencoder(spec)
+    x = scale * torch.randn(7, 8)
+    h = x
+    for layer in (model.encoder[0], model.encoder[2]):
+        z = layer(h)
+        h = torch.where(z > 0, z, 0.01 * z)
+    assert torch.allclose(model.encode(x), model.encoder[4](h), atol=1e-5 * scale)
+    relu = Autoencoder(AutoencoderSpec(**{**spec.to_dict(), "activation": "relu"}))
+    relu.load_state_dict(model.state_dict())
+    assert not torch.allclose(model.encode(x), relu.encode(x))  # the negatives made a difference
+
 def _dtypes_of_first_layer(model):
     """Record the dtype of the first linear layer's output at every call."""
     seen = []

@@ -6,7 +6,9 @@ from torch import nn
 
 from .errors import ConfigError
 
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "linear": nn.Identity}
+# "leaky_relu" is PyTorch's (slope 0.01 below zero), as ClustPy's autoencoders use it.
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "elu": nn.ELU,
+               "linear": nn.Identity}
 # Glorot & Bengio (2010) give the uniform range for tanh units; sigmoid units, whose
 # slope at 0 is 1/4 of tanh's, need weights 4x larger to pass gradients as well.
 INIT_GAINS = {"xavier": 1.0, "xavier-sigmoid": 4.0}

@@ -8,9 +8,9 @@
   with (d-500-500-2000-k, ReLU, linear code and output, squared error): see
   `EncodingClusterer` for the papers.
 - `umap` is UMAP on the raw input plus a Gaussian mixture: no network.
-- `default` is our recommendation (see the README's benchmark): N2D with a shorter, cosine-decayed
-  pretraining, in bfloat16 where the hardware has it, and 100 UMAP layout passes (umap-learn's
-  own: 200 above 10,000 samples, 500 below).
+- `default` is our recommendation (see the README's benchmark): N2D with a shorter pretraining of
+  a LeakyReLU network, in bfloat16 where the hardware has it, and 100 UMAP layout passes
+  (umap-learn's own: 200 above 10,000 samples, 500 below).
 """
 
 from .errors import ConfigError
@@ -68,15 +68,16 @@ PRESETS = {
 # every 140 batches of 256, stop below 0.1% changed assignments, at most 20 epochs. IDEC's
 # paper trains with Adam at 1e-3; DEC's used SGD, for which Adam at 1e-4 stands in here.
 REFINEMENT = {"dec": {"gamma": None, "learning_rate": 1e-4}, "idec": {"gamma": 0.1, "learning_rate": 1e-3}}
-# Ours: N2D with the pretraining schedule of lowest reconstruction loss among those that keep
-# a whole MNIST-70k run within 10 minutes on 2 CPU cores (see the README): cosine decay, 30 epochs.
+# Ours: N2D with the pretraining of lowest reconstruction loss among those that keep a whole
+# MNIST-70k run within 10 minutes on 2 CPU cores (see the README): 30 epochs at a constant
+# learning rate, LeakyReLU units (ClustPy's choice) instead of ReLU.
 # Five mixture fits, the most likely kept: a single fit on a UMAP embedding lands now and then
 # in a poor optimum that merges two clusters and splits another (see the README).
 # Matrix products in bfloat16 where the CPU or GPU has it natively: half the training time, the
 # same clusters (MNIST-70k: see the README, Speed); float32 elsewhere.
 # UMAP's layout in 100 passes instead of umap-learn's 200 (500 for small data): on MNIST-70k codes
 # half the UMAP time for the same clusters (see the README, Speed).
-PRESETS["default"] = {**PRESETS["n2d"], "epochs": 30, "schedule": "cosine", "n_init": 5, "precision": "auto",
+PRESETS["default"] = {**PRESETS["n2d"], "activation": "leaky_relu", "epochs": 30, "n_init": 5, "precision": "auto",
                       "umap_epochs": 100}
 DEFAULT_PRESET = "default"
 
