@@ -103,6 +103,7 @@ def test_leaky_relu_hidden_layers_pass_negatives_at_slope_one_hundredth(seed, sc
     relu.load_state_dict(model.state_dict())
     assert not torch.allclose(model.encode(x), relu.encode(x))  # the negatives made a difference
 
+
 def _dtypes_of_first_layer(model):
     """Record the dtype of the first linear layer's output at every call."""
     seen = []
