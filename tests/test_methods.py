@@ -18,6 +18,8 @@ from encluster.refinement import soft_assignments, target_distribution
 # The presets' own networks (d-500-500-2000-k), trained briefly.
 QUICK = {"epochs": 10, "batch_size": 32}
 METHOD_PRESETS = ["n2d", "dec", "idec", "umap", "default"]
+# Every device this machine has: CUDA runs too where a GPU is present (CI has none).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +71,16 @@ def test_save_load_predicts_identically(fitted, digits_split, preset, tmp_path):
     np.testing.assert_array_equal(loaded.transform(X_new), est.transform(X_new))
 
 
-@pytest.mark.parametrize("preset", ["n2d", "idec", "umap"])
-def test_same_seed_same_labels(fitted, digits_split, preset):
-    X, _, _, _ = digits_split
-    again = EncodingClusterer(10, preset=preset, random_state=0, **QUICK).fit(X)
-    np.testing.assert_array_equal(again.labels_, fitted[preset].labels_)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("preset", ["n2d", "idec", "umap", "default"])
+def test_same_seed_same_labels(fitted, digits_split, preset, device):
+    X, _, X_new, _ = digits_split
+    first = fitted[preset] if device == "cpu" else \
+        EncodingClusterer(10, preset=preset, random_state=0, device=device, **QUICK).fit(X)
+    again = EncodingClusterer(10, preset=preset, random_state=0, device=device, **QUICK).fit(X)
+    np.testing.assert_array_equal(again.labels_, first.labels_)
+    assert again.history_ == first.history_
+    np.testing.assert_array_equal(again.predict(X_new), first.predict(X_new))
 
 
 def test_dec_and_idec_move_the_centres_and_idec_keeps_reconstructing(fitted, digits_split):
