@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
+import torch
 
 from encluster import load_dataset
+
+
+def pytest_generate_tests(metafunc):
+    """A test that takes `device` runs on every device present: the CPU, and CUDA where there is a GPU
+    (CI has none; the CUDA cases were run on a GPU machine, see the README)."""
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 
 
 @pytest.fixture(scope="session")

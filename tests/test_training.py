@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from encluster.distributed import Group
 from encluster.errors import ConfigError
 from encluster.models import Autoencoder, AutoencoderSpec
-from encluster.training import (TrainingConfig, epoch_order, reconstruction_loss, resolve_precision,
+from encluster.training import (Checkpoint, TrainingConfig, epoch_order, reconstruction_loss, resolve_precision,
                                 train_autoencoder)
 
 
@@ -142,3 +142,27 @@ def test_precision_auto_follows_the_cpu_and_explicit_values_pass(monkeypatch):
 def test_unknown_precision_is_a_clear_error():
     with pytest.raises(ConfigError, match="precision='half'.*auto or one of float32, bfloat16"):
         TrainingConfig(precision="half")
+
+
+def test_a_checkpoint_resumes_on_a_machine_without_a_gpu_whichever_device_wrote_it(device, tmp_path, monkeypatch):
+    X = np.random.default_rng(0).uniform(size=(256, 20)).astype(np.float32)
+    spec = AutoencoderSpec(n_features=20, hidden=(32,), code_size=3, activation="relu", code_activation="linear",
+                           output_activation="linear", init="xavier")
+
+    def train(epochs, seed, on, checkpoint=None):
+        torch.manual_seed(seed)
+        model = Autoencoder(spec)
+        config = TrainingConfig(epochs=epochs, batch_size=32, learning_rate=3e-3, loss="mse")
+        history = train_autoencoder(model, X, config, generator=torch.Generator().manual_seed(seed), device=on,
+                                    checkpoint=checkpoint)
+        return model.to("cpu"), history
+
+    _, first = train(2, 0, device, Checkpoint(tmp_path / "checkpoint.pt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    # Another initialisation and shuffling seed: what continues must come from the file alone.
+    resumed, history = train(4, 1, "cpu", Checkpoint(tmp_path / "checkpoint.pt", resume=True))
+    assert history[:2] == first and len(history) == 4 and history[3] < history[1]
+    if device == "cpu":  # on one device, resuming is exact
+        whole, uninterrupted = train(4, 0, "cpu")
+        assert history == uninterrupted
+        assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))

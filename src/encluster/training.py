@@ -128,9 +128,10 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
     def load(self):
-        # weights_only: our own file, still never unpickled as arbitrary objects.
+        # weights_only: our own file, still never unpickled as arbitrary objects. Onto the CPU: a run
+        # trained on a GPU can resume on a machine without one (the loop moves the state to its device).
         try:
-            return torch.load(self.path, weights_only=True)
+            return torch.load(self.path, weights_only=True, map_location="cpu")
         except FileNotFoundError:
             return None
         except Exception as exc:  # torch raises a variety of errors for damaged files
