@@ -1,6 +1,7 @@
 """Interrupt and resume with real processes: Ctrl-C and SIGKILL at several points."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -57,6 +58,31 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(uninterrupted, tmp
     assert np.array_equal(np.load(out / "assignments.npy"), labels)
     assert json.loads((out / "metrics.json").read_text())["history"] == history
     assert not checkpoint_of(out).parent.exists()
+
+
+def test_a_run_started_on_a_gpu_continues_on_the_cpu_when_told_to(uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start(*ARGS, "--out", out)
+    wait_for(checkpoint_of(out), proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    # Make it a run that started on a GPU, then resume where none is visible.
+    config = checkpoint_of(out).parent / "config.json"
+    raw = json.loads(config.read_text())
+    raw["run"]["device"] = "cuda"
+    config.write_text(json.dumps(raw))
+    no_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    resume = [sys.executable, "-m", "encluster", "run", "--resume", str(out), "-q"]
+    refused = subprocess.run(resume, capture_output=True, text=True, timeout=300, env=no_gpu)
+    assert refused.returncode != 0 and f"--resume {out} --device cpu" in refused.stderr
+    assert "Traceback" not in refused.stderr and checkpoint_of(out).exists()
+    resumed = subprocess.run([*resume, "--device", "cpu"], capture_output=True, text=True, timeout=300, env=no_gpu)
+    assert resumed.returncode == 0, resumed.stderr
+    labels, history = uninterrupted
+    assert np.array_equal(np.load(out / "assignments.npy"), labels)
+    assert json.loads((out / "metrics.json").read_text())["history"] == history
+    assert json.loads((out / "config.json").read_text())["run"]["device"] == "cpu"
 
 
 def test_sigkill_at_several_points_then_resume(uninterrupted, tmp_path):

@@ -115,7 +115,8 @@ def build_parser():
     model.add_argument("--n-init", type=_positive_int, metavar="N",
                        help="restarts of k-means or of the Gaussian mixture (default: the preset's)")
     model.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same result (default 0)")
-    model.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    model.add_argument("--device", help="cpu (default), cuda or cuda:N; with --resume, where to continue (default: "
+                                        "where the run started), e.g. a GPU run on a machine without one")
     model.add_argument("--no-baseline", dest="baseline", action="store_false",
                        help="skip k-means on the raw pixels (the baseline the encoding is compared with)")
     model.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
@@ -167,7 +168,7 @@ def _cmd_run(args):
             logging.getLogger().setLevel(logging.WARNING)
         try:
             if args.resume:
-                metrics, run_dir = resume_experiment(out, verbose=verbose)
+                metrics, run_dir = resume_experiment(out, device=args.device, verbose=verbose)
             else:
                 metrics, run_dir = run_experiment(config, out, force=args.force, verbose=verbose)
         except (TrainingInterrupted, KeyboardInterrupt):
@@ -189,7 +190,7 @@ def _run_config(args):
                      max_samples=args.max_samples, preset=args.preset, n_clusters=args.clusters, epochs=args.epochs,
                      batch_size=args.batch_size, learning_rate=args.learning_rate, loss=args.loss,
                      corruption=args.corruption, precision=args.precision, n_init=args.n_init, seed=args.seed,
-                     device=args.device, baseline=args.baseline, plots=args.plots, report=args.report)
+                     device=args.device or "cpu", baseline=args.baseline, plots=args.plots, report=args.report)
 
 
 def _print_summary(metrics, run_dir):

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__, plots
 from .clustering import kmeans_sampled
@@ -190,9 +191,12 @@ def run_experiment(config, out_dir=None, *, force=False, verbose=0):
     run_dir = Path(out_dir) if out_dir is not None else config.default_run_dir()
     staged = StagedDir(run_dir, force=force) if group.is_main else None
     if staged is not None:
-        atomic_write_json(staged.path / "config.json", {"encluster_version": __version__,
-                                                        "run": dataclasses.asdict(config)})
+        _write_config(staged, config)
     return _execute(config, staged, run_dir, resume=False, verbose=verbose)
+
+
+def _write_config(staged, config):
+    atomic_write_json(staged.path / "config.json", {"encluster_version": __version__, "run": dataclasses.asdict(config)})
 
 
 def _check_batches(config, group):
@@ -202,16 +206,25 @@ def _check_batches(config, group):
         group.check_batch(RefinementConfig().batch_size, what="refinement batch_size")
 
 
-def resume_experiment(run_dir, *, verbose=0):
+def resume_experiment(run_dir, *, device=None, verbose=0):
     """Continue a run that was interrupted (Ctrl-C, a crash, a kill) from its checkpoint.
 
     The result is identical to an uninterrupted run with the same config (on CPU). Under
     torchrun, every process reads the config and checkpoint rank 0 wrote (a folder they
-    all see) and the number of processes must be the same as before.
+    all see) and the number of processes must be the same as before. `device` continues
+    on another device than the run started on (a GPU run on a machine without one): the
+    same training, rounded as that device rounds; the finished run's config records it.
     """
     run_dir = Path(run_dir)
     staged = StagedDir(run_dir, resume=True) if current().is_main else None
     config = RunConfig.from_json(StagedDir.staging_path(run_dir) / "config.json")
+    if device is not None:
+        config = dataclasses.replace(config, device=device)
+        if staged is not None:
+            _write_config(staged, config)
+    elif config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{run_dir} was training on {config.device!r} and this machine has no CUDA GPU; "
+                          f"continue it on the CPU with --resume {run_dir} --device cpu")
     return _execute(config, staged, run_dir, resume=True, verbose=verbose)
 
 
