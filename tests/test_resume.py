@@ -41,14 +41,20 @@ def uninterrupted(tmp_path_factory):
     return np.load(out / "assignments.npy"), json.loads((out / "metrics.json").read_text())["history"]
 
 
-def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(uninterrupted, tmp_path):
-    out = tmp_path / "run"
+def interrupted(out):
+    """Start a run into `out`, press Ctrl-C once it has a checkpoint; return its exit code and stderr."""
     proc = start(*ARGS, "--out", out)
     wait_for(checkpoint_of(out), proc)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    returncode, err = interrupted(out)
+    assert returncode == 130, err
     assert f"encluster run --resume {out}" in err and "Traceback" not in err
     assert not out.exists() and checkpoint_of(out).exists()
     resumed = subprocess.run([sys.executable, "-m", "encluster", "run", "--resume", str(out), "-q"],
@@ -62,11 +68,7 @@ def test_ctrl_c_checkpoints_exits_130_and_resumes_identically(uninterrupted, tmp
 
 def test_a_run_started_on_a_gpu_continues_on_the_cpu_when_told_to(uninterrupted, tmp_path):
     out = tmp_path / "run"
-    proc = start(*ARGS, "--out", out)
-    wait_for(checkpoint_of(out), proc)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
+    assert interrupted(out)[0] == 130
     # Make it a run that started on a GPU, then resume where none is visible.
     config = checkpoint_of(out).parent / "config.json"
     raw = json.loads(config.read_text())
