@@ -19,8 +19,8 @@ import argparse
 import json
 import multiprocessing
 import os
-import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -35,8 +35,6 @@ class InMemoryCheckpoint:
     """Training state kept in memory between the segments of one uninterrupted run."""
 
     def __init__(self):
-        import threading
-
         self.stop, self.resume, self.active, self.state = threading.Event(), False, False, None
 
     def save(self, state):
@@ -157,11 +155,8 @@ def main():
     (args.out / "pretraining_epochs.json").write_text(json.dumps({"machine": machine, "command": sys.argv, "runs": rows}, indent=1))
     (args.out / "pretraining_epochs.md").write_text(markdown(rows, machine, sys.argv))
     print(markdown(rows, machine, sys.argv))
-    print("median train s per epoch:", {f"{d}/{p}": statistics.median(
-        r["train_s"] / r["epochs"] for r in rows if (r["dataset"], r["preset"]) == (d, p))
-        for d, p, _ in jobs if any((r["dataset"], r["preset"]) == (d, p) for r in rows)})
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", "2")  # each spawned trainer and clustering worker: 2 threads
     main()
