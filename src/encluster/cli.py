@@ -18,10 +18,11 @@ from .training import TrainingInterrupted
 log = logging.getLogger("encluster")
 
 EPILOG = """examples:
-  encluster run                                 # the original experiment on all 70,000 MNIST digits
+  encluster run                                 # our default method on all 70,000 MNIST digits
+  encluster run --preset seed                   # the original experiment: k-means on a 3-number code
   encluster run --dataset fashion-mnist --seed 1
   encluster run --dataset my_data.csv --label-column species --clusters 3
-  encluster predict --model runs/mnist-seed-20261127-120000 new.npy --out labels.npy
+  encluster predict --model runs/mnist-default-20261127-120000 new.npy --out labels.npy
   encluster datasets                            # where the built-in data sets are found
 """
 
@@ -79,8 +80,9 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="train, encode, cluster, score, plot and save (the whole job)",
-                         description="Train an autoencoder, cluster its codes with k-means, decode the centroids, "
-                         "score against labels when known, and save everything in a run directory.")
+                         description="Train an autoencoder, cluster its codes by the preset's method (UMAP + Gaussian "
+                         "mixture for default and n2d, k-means for seed), decode the centroids, score against "
+                         "labels when known, and save everything in a run directory.")
     src = run.add_argument_group("data")
     src.add_argument("--dataset", default="mnist", metavar="NAME|PATH",
                      help="mnist (default, bundled), fashion-mnist, digits, or a .npy/.npz/.csv file or image folder")
