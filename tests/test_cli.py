@@ -128,3 +128,21 @@ def test_non_image_data_without_labels(tmp_path):
     names = {p.name for p in (tmp_path / "o").iterdir()}
     assert "centroids.png" not in names and "codes_3d.png" in names
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["acc"] is None
+
+
+def test_predict_leaves_out_the_label_column_the_run_was_trained_with(tmp_path):
+    from encluster import load_dataset
+
+    d = load_dataset("digits", max_samples=120, random_state=0, scale=False)
+    header = ",".join([f"p{j}" for j in range(d.X.shape[1])] + ["digit"])
+    rows = [",".join(map(str, [*x.astype(int), f"d{t}"])) for x, t in zip(d.X, d.y)]
+    (tmp_path / "train.csv").write_text("\n".join([header, *rows]) + "\n")
+    run = tmp_path / "run"
+    result = encluster("run", "--preset", "seed", "--epochs", "3", "--n-init", "2", "--dataset", tmp_path / "train.csv",
+                       "--label-column", "digit", "--out", run, "-q")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "labels.npy"
+    result = encluster("predict", "--model", run, tmp_path / "train.csv", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "'digit'" in result.stdout
+    assert np.array_equal(np.load(out), np.load(run / "assignments.npy"))

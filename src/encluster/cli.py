@@ -1,6 +1,7 @@
 """The `encluster` command: a thin layer that parses arguments and calls the library."""
 
 import argparse
+import csv
 import ctypes
 import logging
 import os
@@ -132,7 +133,8 @@ def build_parser():
                           description="Assign each sample of DATA to a cluster of the model saved in a run directory.")
     pred.add_argument("data", metavar="DATA", help="a .npy, .npz or .csv file or an image folder, as wide as the training data")
     pred.add_argument("--model", required=True, metavar="RUN_DIR", help="a run directory (or a folder written by save())")
-    pred.add_argument("--label-column", metavar="NAME", help="CSV column to leave out of the samples")
+    pred.add_argument("--label-column", metavar="NAME",
+                      help="CSV column to leave out of the samples (default: the run's label column, when DATA has it)")
     pred.add_argument("--out", required=True, metavar="FILE", help="where to write the cluster ids (.npy or .csv)")
     pred.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -238,7 +240,8 @@ def _cmd_predict(args):
     if not out.parent.is_dir():
         raise RunDirError(f"{out.parent}: no such folder; create it or choose another --out")
     model = EncodingClusterer.load(args.model)
-    dataset = load_file(args.data, label_column=args.label_column)
+    label_column = args.label_column or _training_label_column(Path(args.model), Path(args.data))
+    dataset = load_file(args.data, label_column=label_column)
     labels = model.predict(dataset.X)
     if out.suffix.lower() == ".csv":
         data = ("cluster\n" + "\n".join(map(str, labels.tolist())) + "\n").encode()
@@ -254,6 +257,27 @@ def _cmd_predict(args):
         raise RunDirError(f"cannot write {out} ({exc.strerror}); choose a writable --out") from None
     print(f"assigned {len(labels):,} samples to {model.cluster_centers_.shape[0]} clusters; written to {out}")
     return 0
+
+
+def _training_label_column(run_dir, data):
+    """The label column the run was trained with, when DATA is a CSV whose header has it too.
+
+    So a CSV laid out like the training file, labels and all, is assigned as it is.
+    """
+    from .runs import RunConfig
+
+    if data.suffix.lower() != ".csv" or not (run_dir / "config.json").is_file():
+        return None
+    name = RunConfig.from_json(run_dir / "config.json").label_column
+    try:
+        with open(data, newline="", encoding="utf-8") as fh:
+            header = [c.strip() for c in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None  # load_file names the problem
+    if name is None or name not in header:
+        return None
+    print(f"leaving out column {name!r}, the label column the model was trained with")
+    return name
 
 
 def _cmd_report(args):
