@@ -106,7 +106,9 @@ def summarise(rows):
     for row in rows:
         groups.setdefault((row["dataset"], row["method"], row.get("epochs")), []).append(row)
     summary = []
-    for (dataset, method, epochs), runs in groups.items():
+    order = [*OURS, *CLUSTPY]
+    for dataset, method, epochs in sorted(groups, key=lambda k: (DATASETS.index(k[0]), order.index(k[1]), k[2] or 0)):
+        runs = groups[dataset, method, epochs]
         entry = {"dataset": dataset, "method": method, "epochs": epochs, "seeds": sorted(r["seed"] for r in runs)}
         for name in ("acc", "nmi", "ari"):
             values = [r[name] for r in runs]
