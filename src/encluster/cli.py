@@ -269,12 +269,14 @@ def _training_label_column(run_dir, data):
     if data.suffix.lower() != ".csv" or not (run_dir / "config.json").is_file():
         return None
     name = RunConfig.from_json(run_dir / "config.json").label_column
+    if name is None:
+        return None
     try:
         with open(data, newline="", encoding="utf-8") as fh:
             header = [c.strip() for c in next(csv.reader(fh), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return None  # load_file names the problem
-    if name is None or name not in header:
+    if name not in header:
         return None
     print(f"leaving out column {name!r}, the label column the model was trained with")
     return name
