@@ -44,7 +44,7 @@ DATASETS = ("mnist", "fashion-mnist", "digits")
 def run_one(dataset, method, seed, epochs):
     """Fit one method on one data set with one seed; return its scores and costs."""
     from encluster import EncodingClusterer, load_dataset, score
-    from encluster.clustering import kmeans
+    from encluster.stages.cluster import kmeans
 
     data = load_dataset(dataset, scale=False)
     started = time.perf_counter()

@@ -47,12 +47,12 @@ class InMemoryCheckpoint:
 def cluster(codes, y, settings, seed):
     """Cluster codes as `EncodingClusterer` does for n2d-style presets; return the scores."""
     from encluster import score
-    from encluster.clustering import gaussian_mixture
-    from encluster.embedding import UmapEmbedding
+    from encluster.stages.cluster import gaussian_mixture
+    from encluster.stages.embed import UmapEmbedding
 
     started = time.perf_counter()
     k = int(y.max()) + 1
-    embedded = UmapEmbedding(k, n_neighbors=settings["n_neighbors"], n_epochs=settings["umap_epochs"],
+    embedded = UmapEmbedding(k, n_neighbors=settings["n_neighbors"], n_epochs=None if settings["umap_epochs"] == "auto" else settings["umap_epochs"],
                              random_state=seed).fit_transform(codes)
     labels, _ = gaussian_mixture(embedded, k, n_init=settings["n_init"], random_state=seed)
     return {**{m: round(float(v), 4) for m, v in score(y, labels).items()},
@@ -65,8 +65,10 @@ def train_and_score(dataset, preset, seed, checkpoints, device, deadline, worker
     import torch
 
     from encluster import load_dataset
-    from encluster.models import Autoencoder, AutoencoderSpec
+    from encluster.models import Autoencoder
+    from encluster.params import take
     from encluster.presets import get_preset
+    from encluster.stages import encode
     from encluster.scaling import ScaledRows, Scaler
     from encluster.training import TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder
 
@@ -75,9 +77,8 @@ def train_and_score(dataset, preset, seed, checkpoints, device, deadline, worker
     k = int(data.y.max()) + 1
     device = torch.device(device)
     rows = ScaledRows(data.X, Scaler.fit(data.X))
-    spec = AutoencoderSpec(n_features=data.X.shape[1], code_size=settings["code_size"] or k, **{
-        key: settings[key] for key in ("hidden", "decoder_hidden", "activation", "code_activation",
-                                       "output_activation", "init")})
+    encoding = take(encode.EncodeSettings, settings)
+    spec = encode.network_spec(encoding, data.X.shape[1], encode.code_width(encoding, k))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Autoencoder(spec)

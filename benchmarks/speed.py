@@ -31,8 +31,10 @@ from pathlib import Path
 import torch
 
 from encluster import load_dataset
-from encluster.models import Autoencoder, AutoencoderSpec
+from encluster.models import Autoencoder
+from encluster.params import take
 from encluster.presets import get_preset
+from encluster.stages import encode
 from encluster.training import PRECISIONS, adam, batch_loss, reconstruction_loss
 
 from machine import describe
@@ -55,9 +57,8 @@ def _timed(fn):
 
 def training_throughput(preset, batch_size, precision, X, steps=60):
     settings = get_preset(preset)
-    spec = AutoencoderSpec(n_features=X.shape[1], code_size=settings["code_size"] or 10, **{
-        k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation", "output_activation",
-                                 "init")})
+    encoding = take(encode.EncodeSettings, settings)
+    spec = encode.network_spec(encoding, X.shape[1], encode.code_width(encoding, 10))
     torch.manual_seed(0)
     model = Autoencoder(spec).train()
     optimizer = adam(model.parameters(), settings["learning_rate"])

@@ -21,7 +21,7 @@ from encluster.errors import ConfigError, DataError, ModelError, RunDirError
 from encluster.idx import read_idx
 
 DOCS = Path(__file__).parent.parent / "docs" / "errors.md"
-QUICK = ["--preset", "seed", "--epochs", "1", "--n-init", "1", "--no-plots", "-q"]
+QUICK = ["--preset", "original", "--epochs", "1", "--n-init", "1", "--no-plots", "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def model_dir(tmp_path_factory):
     """A small model saved the way `encluster run` saves it (64 input features)."""
     X = load_dataset("digits", max_samples=200, scale=False).X
     folder = tmp_path_factory.mktemp("model")
-    EncodingClusterer(4, preset="seed", hidden=(16,), code_size=2, epochs=1, n_init=1, random_state=0).fit(X).save(folder)
+    EncodingClusterer(4, preset="original", hidden=(16,), code_size=2, epochs=1, n_init=1, random_state=0).fit(X).save(folder)
     return folder
 
 
@@ -122,14 +122,14 @@ CLI_CASES = {
                    "NaN or infinite values"),
     "infinite-values": (lambda t, m: ["run", "--dataset", _npy(t / "i.npy", np.array([[0.1, np.inf], [0.2, 0.3]]))],
                         1, "NaN or infinite values"),
-    "empty-data": (lambda t, m: ["run", "--dataset", _npy(t / "e.npy", np.zeros((0, 4)))], 1, "0 samples"),
+    "empty-data": (lambda t, m: ["run", "--dataset", _npy(t / "e.npy", np.zeros((0, 4)))], 1, "0 sample(s) (shape=(0, 4))"),
     "single-sample": (lambda t, m: ["run", "--dataset", _npy(t / "s.npy", np.ones((1, 4)) / 2)], 1,
                       "n_clusters=10 is more than the 1 samples"),
     "too-many-clusters": (lambda t, m: ["run", "--dataset", _npy(t / "f.npy", np.eye(5)), "--clusters", "6"], 1,
                           "more than the 5 samples"),
-    "zero-clusters": (lambda t, m: ["run", "--clusters", "0"], 2, "must be at least 1"),
-    "clusters-not-a-number": (lambda t, m: ["run", "--clusters", "many"], 2, "give a number of clusters or 'auto'"),
-    "corruption-not-a-fraction": (lambda t, m: ["run", "--corruption", "1"], 2, "1.0 is not a fraction in [0, 1)"),
+    "zero-clusters": (lambda t, m: ["run", "--clusters", "0"], 2, "'0': expected an integer >= 1 or auto"),
+    "clusters-not-a-number": (lambda t, m: ["run", "--clusters", "many"], 2, "'many': expected an integer >= 1 or auto"),
+    "corruption-not-a-fraction": (lambda t, m: ["run", "--corruption", "1"], 2, "'1': expected a number in [0, 1)"),
     "too-few-for-umap": (lambda t, m: ["run", "--dataset", _npy(t / "two.npy", np.eye(2)), "--clusters", "2"], 1,
                          "needs at least 3 samples"),
     "constant-data": (lambda t, m: ["run", "--dataset", _npy(t / "z.npy", np.zeros((20, 4))), "--clusters", "3"], 1,
@@ -159,7 +159,7 @@ CLI_CASES = {
                                              _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
                                "does not match model.json"),
     "width-mismatch": (lambda t, m: ["predict", "--model", m, _npy(t / "x.npy", np.zeros((2, 5))), "--out",
-                                     t / "o.npy"], 1, "has 5 features but the model was trained on 64"),
+                                     t / "o.npy"], 1, "has 5 features, but EncodingClusterer is expecting 64"),
     "predict-out-exists": (lambda t, m: ["predict", "--model", m, _npy(t / "x.npy", np.zeros((2, 64))), "--out",
                                          _write(t / "o.npy", b"keep")], 1, "exists already"),
     "run-out-exists": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--out", _mkdir(t / "old")], 1,
@@ -172,8 +172,8 @@ CLI_CASES = {
     "wrong-flag": (lambda t, m: ["run", "--clusterz", "3"], 2, "unrecognized arguments"),
     "no-gpu": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "cuda", "--out", t / "r"], 1,
                "no CUDA GPU is available"),
-    "unknown-device": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "tpu", "--out", t / "r"], 1,
-                       "is not a torch device"),
+    "unknown-device": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "tpu", "--out", t / "r"], 2,
+                       "'tpu': expected a torch device: cpu, cuda or cuda:N"),
 }
 
 

@@ -171,7 +171,7 @@ def test_nan_and_empty_inputs(tmp_path):
     with pytest.raises(DataError, match="NaN or infinite values in 1 samples"):
         load_dataset(tmp_path / "nan.npy")
     np.save(tmp_path / "empty.npy", np.zeros((0, 4)))
-    with pytest.raises(DataError, match="0 samples"):
+    with pytest.raises(DataError, match=r"0 sample\(s\)"):
         load_dataset(tmp_path / "empty.npy")
 
 

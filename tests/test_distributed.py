@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 from sklearn.cluster import KMeans
 
 from encluster import EncodingClusterer
-from encluster.clustering import kmeans_sampled, lloyd
+from encluster.stages.cluster import kmeans_sampled, lloyd
 from encluster.distributed import Group, current
 from encluster.models import Autoencoder, AutoencoderSpec
 from encluster.runs import RunConfig, run_experiment
@@ -183,7 +183,7 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused():
 
 def _run_worker(rank, home, dataset_path):
     os.chdir(home / f"rank{rank}")
-    config = RunConfig(dataset=str(dataset_path), preset="seed", epochs=2, n_clusters=3)
+    config = RunConfig(dataset=str(dataset_path), preset="original", epochs=2, n_clusters=3)
     metrics, run_dir = run_experiment(config)
     (home / f"rank{rank}.json").write_text(json.dumps({"run_dir": str(run_dir) if run_dir else None,
                                                        "acc": metrics["acc"]}))
@@ -209,7 +209,7 @@ def test_only_rank_0_writes_the_run_directory_and_it_records_the_world_size(tmp_
 def _fit_worker(rank, out, X, preset):
     if preset == "n2d-sampled":  # UMAP fitted on a sample by rank 0, every shard placed by transform
         monkeypatch = pytest.MonkeyPatch()
-        monkeypatch.setattr("encluster.estimator.MAX_UMAP_FIT_SAMPLES", 100)
+        monkeypatch.setattr("encluster.stages.embed.MAX_UMAP_FIT_SAMPLES", 100)
     est = EncodingClusterer(3, preset=preset.removesuffix("-sampled"), epochs=10, batch_size=32, random_state=0, n_neighbors=10).fit(X)
     np.savez(out / f"{preset}-rank{rank}.npz", labels=est.labels_, centers=est.cluster_centers_, codes=est.codes_,
              predicted=est.predict(X[::7]), world=est.world_size_)
@@ -235,7 +235,7 @@ def _torchrun(*args, cwd):
     import sys
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={WORLD}",
-               "-m", "encluster", "run", "--dataset", "digits", "--max-samples", "300", "--preset", "seed",
+               "-m", "encluster", "run", "--dataset", "digits", "--max-samples", "300", "--preset", "original",
                "--epochs", "1", "--no-report", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=100)
 

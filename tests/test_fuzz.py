@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from encluster import EncodingClusterer
-from encluster.data import load_file
+from encluster.formats import load_file
 from encluster.errors import DataError, ModelError
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -120,7 +120,7 @@ def test_mutated_image_in_folder(tmp_path_factory, edits, suffix):
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     X = np.random.default_rng(0).uniform(size=(40, 6)).astype(np.float32)
-    est = EncodingClusterer(3, preset="seed", hidden=(4,), code_size=2, epochs=1, n_init=1, random_state=0).fit(X)
+    est = EncodingClusterer(3, preset="original", hidden=(4,), code_size=2, epochs=1, n_init=1, random_state=0).fit(X)
     folder = tmp_path_factory.mktemp("model")
     est.save(folder)
     return (folder / "model.json").read_text(), (folder / "model.safetensors").read_bytes(), X

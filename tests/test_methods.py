@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from encluster import EncodingClusterer, load_dataset, score
-from encluster.clustering import gaussian_mixture, mixture_from_arrays, mixture_to_arrays
-from encluster.embedding import UmapEmbedding
+from encluster.stages.cluster import gaussian_mixture, mixture_from_arrays, mixture_to_arrays
+from encluster.stages.embed import UmapEmbedding
 from encluster.errors import ConfigError
-from encluster.refinement import soft_assignments, target_distribution
+from encluster.stages.refine import soft_assignments, target_distribution
 
 # The presets' own networks (d-500-500-2000-k), trained briefly.
 QUICK = {"epochs": 10, "batch_size": 32}
@@ -197,16 +197,16 @@ def test_target_distribution_is_dec_equation_3(raw):
 
 
 def test_a_component_no_sample_chose_still_gets_a_decodable_centre(monkeypatch):
-    from encluster import estimator
+    from encluster.stages import cluster
 
-    fit_mixture = estimator.gaussian_mixture
+    fit_mixture = cluster.gaussian_mixture
 
     def leave_component_2_empty(space, k, **kwargs):
         labels, mixture = fit_mixture(space, k, **kwargs)
         labels[labels == 2] = 0
         return labels, mixture
 
-    monkeypatch.setattr(estimator, "gaussian_mixture", leave_component_2_empty)
+    monkeypatch.setattr(cluster, "gaussian_mixture", leave_component_2_empty)
     X = np.random.default_rng(0).uniform(size=(60, 5))
     est = EncodingClusterer(3, preset="umap", random_state=0).fit(X)
     assert np.bincount(est.labels_, minlength=3)[2] == 0

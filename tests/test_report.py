@@ -31,7 +31,7 @@ def _run(tmp_path_factory, *args):
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    return _run(tmp_path_factory, "--preset", "seed", "--dataset", "digits", "--max-samples", "400", "--epochs", "5", "--n-init", "2")
+    return _run(tmp_path_factory, "--preset", "original", "--dataset", "digits", "--max-samples", "400", "--epochs", "5", "--n-init", "2")
 
 
 @pytest.fixture(scope="module")

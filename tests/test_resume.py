@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 # Long enough (dozens of short epochs) that signals land inside training.
-ARGS = ["--preset", "seed", "--dataset", "mnist", "--max-samples", "2000", "--epochs", "30", "--batch-size", "100",
+ARGS = ["--preset", "original", "--dataset", "mnist", "--max-samples", "2000", "--epochs", "30", "--batch-size", "100",
         "--n-init", "2", "--no-plots", "--no-baseline", "-q", "--seed", "5"]
 
 

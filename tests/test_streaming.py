@@ -10,7 +10,7 @@ import pytest
 
 from encluster import EncodingClusterer, load_dataset
 
-SMALL = dict(preset="seed", hidden=(32,), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=3,
+SMALL = dict(preset="original", hidden=(32,), code_size=3, activation="relu", code_activation="linear", init="xavier", epochs=3,
              batch_size=50, n_init=2, random_state=0)
 
 
@@ -59,7 +59,7 @@ def test_cli_on_npy_equals_cli_on_npz(mnist_files, tmp_path):
 def test_sampled_kmeans_equals_kmeans_below_the_threshold_and_assigns_in_batches_above(blobs):
     from sklearn.metrics import v_measure_score
 
-    from encluster.clustering import kmeans, kmeans_sampled, nearest_center
+    from encluster.stages.cluster import kmeans, kmeans_sampled, nearest_center
 
     X, y = blobs
     full = kmeans(X, 3, n_init=3, random_state=0)

@@ -10,11 +10,11 @@ forbids the network altogether.
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .atomic import atomic_write
 from .errors import ChecksumError, DataError, OfflineError
 from .idx import read_bytes
 
@@ -57,23 +57,22 @@ def fetch(filename, sha256, mirrors, target_dir):
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + filename
         log.info("downloading %s", url)
-        # Keep the real suffix so the content is read (gunzipped or not) like the final file.
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".partial" + Path(filename).suffix, dir=target_dir)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
+
+
+        def download(tmp, url=url):
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
                 while chunk := resp.read(CHUNK_BYTES):
                     out.write(chunk)
             verify_sha256(tmp, sha256, shown_as=url)
-            os.replace(tmp, target)
-            return target
+
+        try:
+            # Keep the real suffix so the content is read (gunzipped or not) like the final file.
+            return atomic_write(target, download, suffix=Path(filename).suffix)
         except ChecksumError as exc:
             corrupted = True
             failures.append(str(exc))
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     message = f"could not download a verified {filename} ({'; '.join(failures)})"
     raise (ChecksumError if corrupted else OfflineError)(message)
 
@@ -88,3 +87,22 @@ def verify_sha256(path, expected, shown_as=None):
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise ChecksumError(f"{shown_as}: sha256 of the content is {actual}, expected {expected}; rejected")
+
+
+def download_set(name, files, default_mirrors):
+    """Fetch every missing file of the built-in data set `name` into the cache; return its folder.
+
+    files : dict of role -> (file name, md5, sha256 of the content)
+    """
+    target = cache_dir() / name
+    names = [f[0] for f in files.values()]
+    try:
+        for filename, _, sha256 in files.values():
+            if not (target / filename).is_file():
+                fetch(filename, sha256, mirrors_for(default_mirrors), target)
+    except OfflineError as exc:
+        raise OfflineError(
+            f"{name} is not on disk and cannot be downloaded ({exc}); put {', '.join(names)} "
+            f"into {target} or a folder given by --data-dir or ENCLUSTER_DATA"
+        ) from None
+    return target

@@ -4,6 +4,8 @@ Every message is one line that says what is wrong, where, and how to fix it, so 
 CLI can show it as-is without a traceback.
 """
 
+import sklearn.exceptions
+
 
 class EnclusterError(Exception):
     """Base class: anything encluster rejects on purpose."""
@@ -11,6 +13,10 @@ class EnclusterError(Exception):
 
 class DataError(EnclusterError, ValueError):
     """Input data is missing, unreadable, malformed or unusable."""
+
+
+class DataTypeError(DataError, TypeError):
+    """Input data holds values that are not numbers at all (scikit-learn raises TypeError here)."""
 
 
 class ChecksumError(DataError):
@@ -25,8 +31,8 @@ class ModelError(EnclusterError, ValueError):
     """A saved model is missing files, tampered with, or does not fit the data."""
 
 
-class NotFittedError(EnclusterError, AttributeError):
-    """The estimator is used before `fit`."""
+class NotFittedError(EnclusterError, sklearn.exceptions.NotFittedError):
+    """The estimator is used before `fit` (scikit-learn's own NotFittedError, so its tools recognise it)."""
 
 
 class ConfigError(EnclusterError, ValueError):

@@ -1,85 +1,68 @@
-"""`EncodingClusterer`: train an autoencoder, cluster its codes, decode the centroids."""
+"""`EncodingClusterer`: train an autoencoder, cluster its codes, decode the centroids.
 
+A thin face over the stages (`encluster.stages`): its parameters are the settings declared
+there, each left at None taking the preset's value."""
+
+import inspect
 import logging
 import time
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
-from .clustering import (choose_n_clusters, gaussian_mixture, kmeans_sampled, mixture_from_arrays,
-                         mixture_to_arrays, nearest_center)
 from .distributed import current
-from .embedding import UmapEmbedding
 from .errors import ConfigError, DataError, NotFittedError
-from .models import Autoencoder, AutoencoderSpec
-from .presets import DEFAULT_PRESET, METHODS, REFINEMENT, get_preset
-from .refinement import RefinementConfig, refine_clusters
+from .params import take
+from .presets import get_preset
 from .scaling import ScaledRows, Scaler, row_range
-from .training import TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder
-from .validation import check_n_clusters, check_samples, is_constant, row_chunks
+from .stages import METHODS, SETTINGS, cluster, embed, encode, refine
+from .validation import check_n_clusters, check_samples, is_constant
 
 log = logging.getLogger(__name__)
 
-# Parameters that, left as None, take their value from the preset.
-PRESET_PARAMS = ("method", "hidden", "code_size", "decoder_hidden", "activation", "code_activation",
-                 "output_activation", "init", "epochs", "batch_size", "learning_rate", "loss", "schedule",
-                 "corruption", "precision", "n_init", "n_neighbors", "umap_epochs")
-# Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
-MAX_UMAP_FIT_SAMPLES = 100_000
-# Code (and UMAP) width for methods whose width follows the number of clusters, when that is "auto".
-AUTO_CODE_SIZE = 10
+
+def _signature():
+    """``(self, n_clusters=10, *, preset=..., method=None, ...)``: every declared setting, a preset's
+    one defaulting to None ("the preset's")."""
+    first = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+             inspect.Parameter("n_clusters", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               default=next(s for s in SETTINGS if s.name == "n_clusters").default)]
+    rest = [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None if s.preset else s.default)
+            for s in SETTINGS if s.name != "n_clusters"]
+    return inspect.Signature(first + rest)
 
 
-class EncodingClusterer(ClusterMixin, BaseEstimator):
+_SIGNATURE = _signature()
+
+
+def _parameters_doc():
+    """The numpydoc Parameters section, from the declarations."""
+    lines = ["    Parameters", "    ----------"]
+    for name, parameter in list(_SIGNATURE.parameters.items())[1:]:
+        setting = next(s for s in SETTINGS if s.name == name)
+        default = "None (the preset's)" if setting.preset else repr(parameter.default)
+        lines += [f"    {name} : {setting.allowed.describe()}, default={default}", f"        {setting.help}."]
+    return "\n".join(lines)
+
+
+class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     """Cluster data by the encoding a dense autoencoder learns of it.
 
     The autoencoder compresses each sample into a short code; the codes are clustered;
     the decoder turns each cluster centre back into a sample a person can look at. How
     the codes are clustered is the `method`:
 
-    - ``"kmeans"``: k-means on the codes (the original experiment, preset ``seed``).
+    - ``"kmeans"``: k-means on the codes (the original experiment, preset ``original``).
     - ``"n2d"``: UMAP of the codes, then a Gaussian mixture (McConville et al. 2020,
       "N2D: (Not Too) Deep Clustering via Clustering the Local Manifold of an
-      Autoencoded Embedding", ICPR; see `encluster.embedding`).
+      Autoencoded Embedding", ICPR; see `encluster.stages.embed`).
     - ``"dec"`` / ``"idec"``: k-means on the codes, then encoder and centres refined
-      together (Xie et al. 2016; Guo et al. 2017; see `encluster.refinement`).
+      together (Xie et al. 2016; Guo et al. 2017; see `encluster.stages.refine`).
     - ``"umap"``: no network at all: UMAP of the scaled input, then a Gaussian mixture,
       the honest baseline a deep method has to beat.
 
-    Parameters
-    ----------
-    n_clusters : int or "auto", default=10
-        Number of clusters; "auto" picks it without labels: the number, from 2 to
-        `max_clusters`, whose Gaussian-mixture clusters have the highest mean silhouette
-        in the space the method clusters (see `cluster_selection_`).
-    preset : str, default="default"
-        Method, network and training settings to start from (see `encluster.presets.PRESETS`).
-    method : {"kmeans", "n2d", "dec", "idec", "umap"}, optional
-        Override the preset's clustering method.
-    hidden, decoder_hidden, code_size, activation, code_activation, output_activation, init : optional
-        Override the preset's architecture (see `AutoencoderSpec`). A preset whose
-        code size is None uses one code dimension per cluster.
-    epochs, batch_size, learning_rate, loss, schedule, corruption, precision : optional
-        Override the preset's pretraining (see `TrainingConfig`; `corruption` > 0 trains
-        a denoising autoencoder; `precision` "auto" trains in bfloat16 where the device
-        computes in it natively, see `resolve_precision`).
-    n_init : int, optional
-        Restarts of k-means (or of the Gaussian mixture); the best fit is kept.
-    n_neighbors : int, optional
-        UMAP's neighbourhood size (methods n2d and umap).
-    umap_epochs : int, optional
-        Passes of UMAP's layout optimisation (methods n2d and umap); a preset's None leaves
-        it to umap-learn (200 above 10,000 samples, 500 below).
-    max_clusters : int, default=20
-        Largest number of clusters `n_clusters="auto"` considers.
-    device : str, default="cpu"
-        Torch device for the network ("cpu", "cuda", "cuda:1", ...).
-    random_state : int or None, default=None
-        Seed for weights, shuffling, UMAP and the clustering. None draws one, kept in
-        `seed_`, so any fit can be repeated.
-    verbose : int, default=0
-        1 shows a progress bar on a terminal (and logs per epoch otherwise).
+{parameters}
 
     Attributes
     ----------
@@ -126,68 +109,23 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     same fitted model. `batch_size` is then the global batch (see `encluster.distributed`).
     """
 
-    def __init__(self, n_clusters=10, *, preset=DEFAULT_PRESET, method=None, hidden=None, code_size=None,
-                 activation=None, code_activation=None, output_activation=None, init=None, epochs=None,
-                 batch_size=None, learning_rate=None, loss=None, schedule=None, corruption=None, precision=None,
-                 decoder_hidden=None, n_init=None, n_neighbors=None, umap_epochs=None, max_clusters=20, device="cpu",
-                 random_state=None, verbose=0):
-        self.n_clusters = n_clusters
-        self.preset = preset
-        self.method = method
-        self.hidden = hidden
-        self.code_size = code_size
-        self.activation = activation
-        self.code_activation = code_activation
-        self.output_activation = output_activation
-        self.init = init
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.loss = loss
-        self.schedule = schedule
-        self.corruption = corruption
-        self.precision = precision
-        self.decoder_hidden = decoder_hidden
-        self.n_init = n_init
-        self.n_neighbors = n_neighbors
-        self.umap_epochs = umap_epochs
-        self.max_clusters = max_clusters
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    def __init__(self, *args, **kwargs):
+        # Only stores the parameters, as scikit-learn requires; the signature is the declared settings'.
+        bound = _SIGNATURE.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = _SIGNATURE
 
     def _resolved(self):
-        """The preset with this estimator's explicit settings on top."""
-        settings = get_preset(self.preset)
-        for name in PRESET_PARAMS:
-            if getattr(self, name) is not None:
-                settings[name] = getattr(self, name)
-        return settings
-
-    def _check_params(self, settings):
-        if settings["method"] not in METHODS:
-            raise ConfigError(f"method={settings['method']!r}; expected one of {', '.join(METHODS)}")
-        counts = [("n_init", settings["n_init"], 1), ("n_neighbors", settings["n_neighbors"], 2),
-                  ("max_clusters", self.max_clusters, 2)]
-        if settings["umap_epochs"] is not None:  # None: umap-learn's own number
-            counts.append(("umap_epochs", settings["umap_epochs"], 1))
-        for name, value, least in counts:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-                raise ConfigError(f"{name}={value!r}; expected an integer >= {least}")
-        if self.n_clusters != "auto" and (isinstance(self.n_clusters, bool) or not isinstance(
-                self.n_clusters, (int, np.integer)) or self.n_clusters < 1):
-            raise ConfigError(f"n_clusters={self.n_clusters!r}; expected an integer >= 1 or 'auto'")
-        if self.random_state is not None and not isinstance(self.random_state, (int, np.integer)):
-            raise ConfigError(f"random_state={self.random_state!r}; expected an integer seed or None")
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device={self.device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device={self.device!r} but no CUDA GPU is available; use device='cpu'")
-        if device.type not in ("cpu", "cuda"):
-            raise ConfigError(f"device={self.device!r} is not supported; use 'cpu', 'cuda' or 'cuda:N'")
-        return device
+        """Every setting's value: the preset's, with this estimator's explicit settings on top, each checked."""
+        values = get_preset(self.preset)
+        for setting in SETTINGS:
+            value = getattr(self, setting.name)
+            if not setting.preset or value is not None:
+                values[setting.name] = setting.check(value)
+        return values
 
     def fit(self, X, y=None, *, checkpoint=None):
         """Train the autoencoder on `X`, then cluster the codes.
@@ -202,137 +140,64 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
             Keep pretraining state in a file so an interrupted fit can resume exactly.
         """
         # Parameter checks first, then the data-dependent ones (as scikit-learn orders them).
-        settings = self._resolved()
-        device = self._check_params(settings)
-        method = settings["method"]
-        training = TrainingConfig(**{k: settings[k] for k in ("epochs", "batch_size", "learning_rate", "loss",
-                                                              "schedule", "corruption")},
-                                  precision=resolve_precision(settings["precision"], device))
-        refinement = RefinementConfig(**REFINEMENT[method]) if method in ("dec", "idec") else None
+        values = self._resolved()
+        device = _check_device(values["device"])
+        pipeline = METHODS[values["method"]]
+        encoding, embedding = take(encode.EncodeSettings, values), take(embed.EmbedSettings, values)
+        clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
+        training = encode.training_config(encoding, device)
         X = check_samples(X)
         group = current()
-        auto = self.n_clusters == "auto"
-        if not auto:
-            check_n_clusters(self.n_clusters, len(X))
-        # N2D: one code (and UMAP) dimension per cluster.
-        per_cluster = AUTO_CODE_SIZE if auto else int(self.n_clusters)
-        code_size = settings["code_size"] or per_cluster
-        spec = None if method == "umap" else AutoencoderSpec(n_features=X.shape[1], code_size=code_size, **{
-            k: settings[k] for k in ("hidden", "decoder_hidden", "activation", "code_activation",
-                                     "output_activation", "init")})
-        if method in ("n2d", "umap") and len(X) < 3:
-            raise DataError(f"method {method!r} embeds the data with UMAP, which needs at least 3 samples (got "
-                            f"{len(X)}); use preset 'seed' (k-means) for so few")
-        if (auto or self.n_clusters > 1) and len(X) > 1 and is_constant(X):
+        k = clustering.n_clusters
+        if k != "auto":
+            check_n_clusters(k, len(X))
+        spec = encode.network_spec(encoding, X.shape[1], encode.code_width(encoding, k)) if pipeline.encoder else None
+        if pipeline.embedding:
+            embed.check_data(len(X), values["method"])
+        if (k == "auto" or k > 1) and len(X) > 1 and is_constant(X):
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
-        self.method_, self.training_, self.refinement_ = method, training, refinement
+        self.method_, self.training_ = values["method"], training
+        self.refinement_ = refine.config(refinement, pipeline.refinement) if pipeline.refinement else None
         self.world_size_ = group.world_size
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
         self.scaler_ = Scaler.fit(X)
         data = ScaledRows(X, self.scaler_)
         self.timings_ = {}
+
         clock = time.perf_counter()
         self.autoencoder_, self.history_ = None, []
         if spec is not None:
-            # Build the network from a seeded copy of torch's RNG, leaving the caller's global state alone.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed_)
-                self.autoencoder_ = Autoencoder(spec)
-            self.history_ = train_autoencoder(self.autoencoder_, data, self.training_,
-                                              generator=torch.Generator().manual_seed(self.seed_), device=device,
-                                              verbose=self.verbose, checkpoint=checkpoint, group=group)
-            self.autoencoder_.to("cpu")
+            self.autoencoder_, self.history_ = encode.fit(data, spec, training, seed=self.seed_, device=device,
+                                                          verbose=self.verbose, checkpoint=checkpoint, group=group)
         self.timings_["train"] = time.perf_counter() - clock
         clock = time.perf_counter()
         self.codes_ = self._encode_shards(data, group)
         self.timings_["encode"] = time.perf_counter() - clock
-        self.embedding_ = self.mixture_ = self.embedded_ = self.cluster_selection_ = None
-        self.refinement_history_ = []
+
+        self.embedding_ = self.embedded_ = None
         space = self.codes_
-        if method in ("n2d", "umap"):
+        if pipeline.embedding:
             clock = time.perf_counter()
-            space = self.embedded_ = self._fit_embedding(self.codes_, per_cluster, settings, group)
+            self.embedding_, self.embedded_ = embed.fit(self.codes_, encode.per_cluster(k), embedding,
+                                                        seed=self.seed_, group=group)
+            space = self.embedded_
             self.timings_["embed"] = time.perf_counter() - clock
+
         clock = time.perf_counter()
-        self.n_clusters_ = int(self.n_clusters) if not auto else self._choose_n_clusters(space, len(X), group)
-        self._cluster(space, settings, data, device, group)
+        found = cluster.fit(space, self.codes_, clustering, pipeline.clustering, seed=self.seed_, group=group)
+        self.labels_, self.cluster_centers_, self.mixture_ = found.labels, found.centers, found.mixture
+        self.cluster_selection_, self.n_clusters_ = found.selection, len(found.centers)
+        self.refinement_history_ = []
+        if self.refinement_ is not None:
+            self.labels_, self.cluster_centers_, self.refinement_history_ = refine.fit(
+                self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=training.loss,
+                seed=self.seed_, device=device, verbose=self.verbose, group=group)
+            self.codes_ = self._encode_shards(data, group)
         self.timings_["cluster"] = time.perf_counter() - clock
         self.n_features_in_ = X.shape[1]
         return self
-
-    def _fit_embedding(self, codes, width, settings, group):
-        """UMAP of the codes; above MAX_UMAP_FIT_SAMPLES fitted on a seeded sample, the rest placed by
-        transform. UMAP does not distribute: rank 0 fits it, and each process transforms its shard."""
-        self.embedding_ = UmapEmbedding(width, n_neighbors=settings["n_neighbors"], n_epochs=settings["umap_epochs"],
-                                        random_state=self.seed_)
-        fit_all = len(codes) <= MAX_UMAP_FIT_SAMPLES
-
-        def fit():
-            if fit_all:
-                embedded = self.embedding_.fit_transform(codes)
-            else:
-                sample = np.random.default_rng(self.seed_).choice(len(codes), MAX_UMAP_FIT_SAMPLES, replace=False)
-                self.embedding_.fit_transform(codes[np.sort(sample)])
-            arrays, settings = self.embedding_.to_arrays()
-            return {**arrays, "settings": settings, **({"embedded": embedded} if fit_all else {})}
-
-        fitted = group.on_main(fit)
-        if not group.is_main:
-            self.embedding_ = UmapEmbedding.from_arrays(fitted, fitted["settings"])
-        if fit_all:
-            return fitted["embedded"]
-        start, stop = group.shard(len(codes))
-        return group.all_gather_rows(self._embed(codes[start:stop]))
-
-    def _embed(self, codes, batch_size=50_000):
-        return np.concatenate([self.embedding_.transform(codes[start : start + batch_size])
-                               for start in range(0, len(codes), batch_size)])
-
-    def _choose_n_clusters(self, space, n_samples, group):
-        candidates = range(2, min(self.max_clusters, n_samples) + 1)
-
-        def choose():
-            k, silhouettes = choose_n_clusters(space, candidates, random_state=self.seed_)
-            return {"chosen": k, "silhouette": {str(c): v for c, v in silhouettes.items()}}
-
-        chosen = group.on_main(choose)
-        self.cluster_selection_ = {"criterion": "mean silhouette of a Gaussian mixture's clusters (highest wins)",
-                                   **chosen}
-        log.info("n_clusters=auto chose %d clusters (highest silhouette among %d..%d)", chosen["chosen"],
-                 candidates[0], candidates[-1])
-        return int(chosen["chosen"])
-
-    def _cluster(self, space, settings, data, device, group):
-        method, k = self.method_, self.n_clusters_
-        if method in ("n2d", "umap"):
-            def fit_mixture():
-                labels, self.mixture_ = gaussian_mixture(space, k, n_init=settings["n_init"], random_state=self.seed_)
-                return {"labels": labels, **mixture_to_arrays(self.mixture_)}
-
-            fitted = group.on_main(fit_mixture)
-            if not group.is_main:
-                self.mixture_ = mixture_from_arrays(fitted)
-            self.labels_ = fitted["labels"]
-            # N2D: a cluster's centre is the mean code of its members, so the decoder can show it;
-            # a component no sample chose is shown by the sample it claims most.
-            sizes = np.bincount(self.labels_, minlength=k)
-            responsibility = self.mixture_.predict_proba(np.asarray(space, dtype=np.float64)) if sizes.min() == 0 \
-                else None
-            self.cluster_centers_ = np.stack([self.codes_[self.labels_ == c].mean(axis=0) if sizes[c]
-                                              else self.codes_[responsibility[:, c].argmax()]
-                                              for c in range(k)]).astype(np.float32)
-            return
-        self.labels_, self.cluster_centers_ = kmeans_sampled(self.codes_, k, n_init=settings["n_init"],
-                                                             random_state=self.seed_, what="codes", group=group)
-        if method in ("dec", "idec"):
-            self.labels_, self.cluster_centers_, self.refinement_history_ = refine_clusters(
-                self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=self.training_.loss,
-                generator=torch.Generator().manual_seed(self.seed_ + 1), device=device, verbose=self.verbose,
-                group=group)
-            self.autoencoder_.to("cpu")
-            self.codes_ = self._encode_shards(data, group)
 
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
@@ -341,31 +206,25 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
     def _check_width(self, X):
         X = check_samples(X)
         if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features but the model was trained on {self.n_features_in_}; "
-                            "give data of the same width (and layout) as the training data")
+            raise DataError(f"X has {X.shape[1]} features, but EncodingClusterer is expecting {self.n_features_in_} "
+                            "features as input (the training data's width); give data of the same width and layout")
         return X
 
     def _encode_shards(self, data, group):
         """Codes of all of `data`: each process encodes its shard, and the shards are gathered in order."""
-        return group.all_gather_rows(self._encode_scaled(row_range(data, *group.shard(len(data)))))
-
-    def _encode_scaled(self, data):
-        if self.autoencoder_ is None:
-            return np.concatenate(list(row_chunks(data)))
-        return apply_in_batches(self.autoencoder_.encode, data)
+        return group.all_gather_rows(encode.encode(self.autoencoder_, row_range(data, *group.shard(len(data)))))
 
     def transform(self, X):
         """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap")."""
         self._check_fitted()
-        return self._encode_scaled(ScaledRows(self._check_width(X), self.scaler_))
+        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_))
 
     def predict(self, X):
         """The cluster of each sample in `X`: the mixture component of its UMAP position
         (n2d, umap), else the nearest centre to its code."""
         codes = self.transform(X)
-        if self.mixture_ is not None:
-            return self.mixture_.predict(self._embed(codes).astype(np.float64)).astype(np.int64)
-        return nearest_center(codes, self.cluster_centers_)
+        space = embed.apply(self.embedding_, codes) if self.embedding_ is not None else codes
+        return cluster.predict(self.cluster_centers_, self.mixture_, space, codes)
 
     def fit_predict(self, X, y=None):
         """Fit and return `labels_`."""
@@ -378,9 +237,7 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         width = self.cluster_centers_.shape[1]
         if codes.shape[1] != width:
             raise DataError(f"codes have width {codes.shape[1]}; this model's code size is {width}")
-        if self.autoencoder_ is None:
-            return np.clip(codes, 0, 1).astype(np.float32)
-        return apply_in_batches(self.autoencoder_.decode, codes.astype(np.float32))
+        return encode.decode(self.autoencoder_, codes)
 
     def save(self, path):
         """Write the fitted model to the folder `path` (model.safetensors + model.json)."""
@@ -395,3 +252,14 @@ class EncodingClusterer(ClusterMixin, BaseEstimator):
         from .persistence import load_model
 
         return load_model(cls, path)
+
+
+EncodingClusterer.__doc__ = EncodingClusterer.__doc__.replace("{parameters}", _parameters_doc())
+
+
+def _check_device(name):
+    """The torch device `name` names, refused with a hint when it is absent here."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but no CUDA GPU is available; use device='cpu'")
+    return device

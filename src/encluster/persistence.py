@@ -9,21 +9,18 @@ that was altered or belongs to another model.
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .atomic import atomic_write, atomic_write_json
 from .errors import ModelError
-from .clustering import mixture_from_arrays, mixture_to_arrays
-from .embedding import UmapEmbedding
-from .models import Autoencoder, AutoencoderSpec, parameter_shapes
+from .models import AutoencoderSpec
 from .scaling import MODES, Scaler
+from .stages import cluster, embed, encode
 from .training import TrainingConfig
 
 FORMAT = "encluster-model"
@@ -32,55 +29,22 @@ WEIGHTS = "model.safetensors"
 META = "model.json"
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path, data):
-    """Write `data` to `path` so that a reader never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise whoever shares the run
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path, obj):
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
 def save_model(est, path):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    network = est.autoencoder_
-    tensors = {} if network is None else {f"autoencoder.{k}": v.detach().cpu().contiguous()
-                                          for k, v in network.state_dict().items()}
-    umap_settings = None
-    if est.embedding_ is not None:
-        arrays, umap_settings = est.embedding_.to_arrays()
-        tensors.update({f"umap.{k}": torch.as_tensor(v) for k, v in arrays.items()})
-        tensors.update({f"mixture.{k}": torch.as_tensor(v) for k, v in mixture_to_arrays(est.mixture_).items()})
-    tensors["cluster_centers"] = torch.as_tensor(est.cluster_centers_).contiguous()
+    network, described_network = encode.to_arrays(est.autoencoder_)
+    umap_arrays, umap_settings = embed.to_arrays(est.embedding_)
+    arrays = {**umap_arrays, **cluster.to_arrays(cluster.Clusters(est.labels_, est.cluster_centers_, est.mixture_))}
     if est.scaler_.mode == "minmax":
-        tensors["scaler.data_min"] = torch.as_tensor(est.scaler_.data_min)
-        tensors["scaler.data_max"] = torch.as_tensor(est.scaler_.data_max)
+        arrays.update({"scaler.data_min": est.scaler_.data_min, "scaler.data_max": est.scaler_.data_max})
+    tensors = {**network, **{k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "encluster_version": __version__,
         "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()},
         "method": est.method_,
-        "autoencoder": None if network is None else network.spec.to_dict(),
+        "autoencoder": described_network,
         "training": est.training_.to_dict(),
         "umap": umap_settings,
         "cluster_selection": est.cluster_selection_,
@@ -91,19 +55,16 @@ def save_model(est, path):
         "seed": int(est.seed_),
         "history": [float(h) for h in est.history_],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{WEIGHTS}.", suffix=".partial", dir=path)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
-    try:
+    digest = {}
+
+    def write_weights(tmp):
         # The weights file carries a copy of the description, and the description the weights'
         # sha256: editing either file alone is detected when loading.
         save_file(tensors, tmp, metadata={"encluster": json.dumps(meta, sort_keys=True)})
-        digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
-        os.replace(tmp, path / WEIGHTS)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    meta["weights_sha256"] = digest
+        digest["sha256"] = hashlib.sha256(tmp.read_bytes()).hexdigest()
+
+    atomic_write(path / WEIGHTS, write_weights)
+    meta["weights_sha256"] = digest["sha256"]
     atomic_write_json(path / META, meta)
 
 
@@ -162,53 +123,24 @@ def load_model(cls, path):
             (spec is None) != (method == "umap")):
         raise ModelError(f"{path / META}: inconsistent description (method {method!r}, scaler {scaler_mode!r}, "
                          f"{n_features} features)")
-    state = {k[len("autoencoder."):]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
-    # Compare shapes before building the network: a tampered model.json claiming huge
-    # layers must not make us allocate them.
-    expected = {} if spec is None else parameter_shapes(spec)
-    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
-        raise ModelError(f"{weights_path}: weight names or shapes do not match the architecture in model.json")
-    centers = tensors.get("cluster_centers")
-    if centers is None or tuple(centers.shape) != (n_clusters, code_size):
-        raise ModelError(f"{weights_path}: cluster centres missing or not of shape ({n_clusters}, {code_size})")
-    embedding, mixture = _load_embedding(tensors, umap_settings, code_size, n_clusters, weights_path)
+    model = encode.from_arrays(tensors, meta["autoencoder"], weights_path)
+    arrays = {k: v.numpy() for k, v in tensors.items() if not k.startswith("autoencoder.")}
+    embedding = embed.from_arrays(arrays, umap_settings, code_size, weights_path)
+    found = cluster.from_arrays(arrays, n_clusters, code_size,
+                                None if embedding is None else embedding.n_components, weights_path)
     if scaler_mode == "minmax":
-        low, high = tensors.get("scaler.data_min"), tensors.get("scaler.data_max")
-        if low is None or high is None or tuple(low.shape) != (n_features,) or tuple(high.shape) != (n_features,):
+        low, high = arrays.get("scaler.data_min"), arrays.get("scaler.data_max")
+        if low is None or high is None or low.shape != (n_features,) or high.shape != (n_features,):
             raise ModelError(f"{weights_path}: the min-max scaler's range is missing or not of {n_features} features")
-        scaler = Scaler("minmax", low.numpy(), high.numpy())
+        scaler = Scaler("minmax", low, high)
     else:
         scaler = Scaler(scaler_mode)
-    model = None
-    if spec is not None:
-        model = Autoencoder(spec)
-        model.load_state_dict(state)
-        model.eval()
-    est.autoencoder_, est.method_, est.embedding_, est.mixture_ = model, method, embedding, mixture
+    est.autoencoder_, est.method_, est.embedding_, est.mixture_ = model, method, embedding, found.mixture
     est.n_clusters_, est.cluster_selection_, est.refinement_history_ = n_clusters, selection, refinement_history
-    est.cluster_centers_ = centers.numpy().astype(np.float32)
+    est.cluster_centers_ = found.centers
     est.scaler_ = scaler
     est.training_ = training
     est.n_features_in_ = n_features
     est.seed_ = seed
     est.history_ = history
     return est
-
-
-def _load_embedding(tensors, settings, code_size, n_clusters, weights_path):
-    """The UMAP embedding and Gaussian mixture of an n2d/umap model, checked against each other."""
-    if settings is None:
-        return None, None
-    try:
-        fit_data, embedding = tensors["umap.fit_data"].numpy(), tensors["umap.embedding"].numpy()
-        width = int(settings["n_components"])
-        if fit_data.ndim != 2 or fit_data.shape[1] != code_size or embedding.shape != (len(fit_data), width):
-            raise ValueError("UMAP arrays do not match the code size or each other")
-        mixture = mixture_from_arrays({k: tensors[f"mixture.{k}"].numpy() for k in
-                                       ("weights", "means", "covariances", "precisions_cholesky")})
-        if mixture.means_.shape != (n_clusters, width):
-            raise ValueError("the mixture does not match the embedding")
-        return UmapEmbedding.from_arrays({"fit_data": fit_data, "embedding": embedding}, settings), mixture
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{weights_path}: the UMAP embedding or mixture is missing or inconsistent ({exc}); "
-                         "the model is damaged, re-save it") from None

@@ -110,3 +110,32 @@ def loss_curve(history, path, *, loss_name):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_run(est, dataset, metrics, out):
+    """Every figure of a finished run, as PNG files in `out`."""
+    codes, labels = est.codes_, est.labels_
+    color, color_by = (dataset.y, "true label") if dataset.y is not None else (labels, "cluster")
+    names = dataset.class_names if dataset.y is not None else None
+    # N2D and UMAP cluster the UMAP embedding, not the codes: show where they cluster.
+    points, centers, what = ((est.embedded_, est.mixture_.means_, "UMAP embedding") if est.embedded_ is not None
+                             else (codes, est.cluster_centers_, "codes"))
+    code_scatter(points, centers, color, names, out / "codes_3d.png",
+                       title=f"{dataset.name}: {metrics['preset']} preset, seed {metrics['seed']}", color_by=color_by,
+                       what=what)
+    if est.history_:
+        loss_curve(est.history_, out / "loss.png", loss_name=est.training_.loss)
+    if dataset.y is not None:
+        confusion_heatmap(np.asarray(metrics["confusion"]), {int(k): v for k, v in metrics["matching"].items()},
+                                dataset.class_names, out / "confusion.png")
+    if dataset.image_shape is None:
+        log.info("samples are not images: the decoded-centroid grid is skipped")
+        return
+    images = est.decode(est.cluster_centers_)
+    sizes = metrics["cluster_sizes"]
+    captions = [f"cluster {i}\nn={sizes[i]:,}" for i in range(len(images))]
+    if dataset.y is not None:
+        majority = np.asarray(metrics["confusion"]).argmax(axis=1)
+        names = dataset.class_names or [str(c) for c in range(majority.max() + 1)]
+        captions = [f"{c}\nmostly {names[majority[i]]}" for i, c in enumerate(captions)]
+    centroid_grid(images, dataset.image_shape, out / "centroids.png", captions=captions)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import SCORE_NAMES
-from .persistence import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .plots import MAX_SCATTER_POINTS, project_to_3d
 
 log = logging.getLogger(__name__)

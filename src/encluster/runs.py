@@ -1,22 +1,15 @@
 """One whole experiment as a function: load, train, encode, cluster, score, plot, save.
 
-Everything is written into a hidden sibling folder first and moved into place at the
-end, so an interrupted or killed run never leaves a run directory that looks complete;
-the sibling keeps the config and a training checkpoint, so the run can be resumed.
+Everything is written into a run directory that becomes visible only when complete
+(`encluster.rundir`); it keeps the config and a training checkpoint meanwhile, so an
+interrupted run can be resumed.
 """
 
 import dataclasses
 import json
 import logging
 import os
-import resource
-import shutil
-import signal
-import sys
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -24,52 +17,32 @@ import numpy as np
 import torch
 
 from . import __version__, plots
-from .clustering import kmeans_sampled
+from .atomic import atomic_write_json
 from .data import load_dataset
 from .distributed import current
 from .errors import ConfigError, RunDirError
 from .estimator import EncodingClusterer
-from .metrics import contingency, hungarian_matching, score
-from .persistence import atomic_write_json
-from .presets import DEFAULT_PRESET, REFINEMENT, get_preset
-from .refinement import RefinementConfig
+from .memory import peak_memory_mb
+from .metrics import score_run
+from .params import run_default
 from .report import write_report
+from .rundir import StagedDir
 from .scaling import ScaledRows
-from .training import Checkpoint, TrainingInterrupted
+from .stages import SETTINGS
+from .training import Checkpoint, TrainingInterrupted, stop_on_sigint
 
 log = logging.getLogger(__name__)
-# The raw-pixel baseline, whatever the method: k-means with 10 restarts, fitted on a seeded sample
-# of 20,000 rows and polished over all of them. On MNIST-70k (seeds 0-2) that took 13.5-15.0 s for
-# ACC 0.536-0.542, against 34-38 s for 0.535-0.542 fitting all 70,000 rows (see the README, Speed).
-BASELINE_N_INIT = 10
-BASELINE_FIT_SAMPLES = 20_000
+# What a run does besides the estimator's settings: which data, and what it writes.
+RUN_FIELDS = [("dataset", str, "mnist"), ("split", str, "all"), ("data_dir", str | None, None),
+              ("label_column", str | None, None), ("max_samples", int | None, None)]
+OUTPUT_FIELDS = [("baseline", bool, True), ("plots", bool, True), ("report", bool, True)]
+# The estimator's settings, one field each (None: the preset's); the seed is fixed (0) unless given.
+MODEL_SETTINGS = tuple(s for s in SETTINGS if s.name != "verbose")
+# Names config.json files written before the settings were declared used.
+FORMER_NAMES = {"seed": "random_state"}
 
 
-@dataclass
-class RunConfig:
-    """Everything that determines a run; saved as config.json so it can be rerun exactly."""
-
-    dataset: str = "mnist"
-    split: str = "all"
-    data_dir: str | None = None
-    label_column: str | None = None
-    max_samples: int | None = None
-    preset: str = DEFAULT_PRESET
-    n_clusters: int | str = 10  # or "auto"
-    epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate: float | None = None
-    loss: str | None = None
-    schedule: str | None = None
-    corruption: float | None = None
-    precision: str | None = None  # None: the preset's
-    n_init: int | None = None  # None: the preset's
-    seed: int = 0
-    device: str = "cpu"
-    baseline: bool = True
-    plots: bool = True
-    report: bool = True
-
+class _RunConfigMethods:
     @classmethod
     def from_json(cls, path):
         """Read a config.json written by an earlier run."""
@@ -83,15 +56,20 @@ class RunConfig:
         settings = raw.get("run", raw) if isinstance(raw, dict) else None
         if not isinstance(settings, dict):
             raise ConfigError(f"{path}: expected a JSON object of run settings")
+        settings = {FORMER_NAMES.get(k, k): v for k, v in settings.items()}
         unknown = sorted(set(settings) - fields)
         if unknown:
             raise ConfigError(f"{path}: unknown settings {unknown}; known ones are {sorted(fields)}")
         return cls(**settings)
 
+    def estimator(self, verbose=0):
+        """The `EncodingClusterer` this run fits."""
+        return EncodingClusterer(**{s.name: getattr(self, s.name) for s in MODEL_SETTINGS}, verbose=verbose)
+
     def load_data(self):
         """The run's data, unscaled (the model learns and saves its own scaling)."""
         return load_dataset(self.dataset, split=self.split, data_dir=self.data_dir, label_column=self.label_column,
-                            scale=False, max_samples=self.max_samples, random_state=self.seed)
+                            scale=False, max_samples=self.max_samples, random_state=self.random_state)
 
     def default_run_dir(self):
         name = Path(self.dataset).stem if Path(self.dataset).suffix or os.sep in self.dataset else self.dataset
@@ -99,83 +77,12 @@ class RunConfig:
         return Path("runs") / f"{name}-{self.preset}-{stamp}"
 
 
-def peak_memory_mb():
-    """Peak resident memory of this process so far, in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
-
-
-class StagedDir:
-    """A run directory built in a hidden sibling (``.NAME.partial``) and renamed into
-    place on `commit`. An interrupted run's sibling stays, so it can be resumed."""
-
-    def __init__(self, target, *, force=False, resume=False):
-        self.target = Path(target)
-        self.path = self.staging_path(self.target)
-        self.created = []  # folders this run creates above the run directory, removed again if it fails
-        if resume:
-            if self.target.exists():
-                raise RunDirError(f"{self.target} is complete already; there is nothing to resume")
-            if not (self.path / "config.json").is_file():
-                raise RunDirError(f"no interrupted run of {self.target} to resume (looked for {self.path}); "
-                                  "start it again without --resume")
-            return
-        if self.target.exists() and not force:
-            raise RunDirError(f"{self.target} exists already; choose another --out or pass --force to replace it")
-        if self.path.exists():
-            if not force:
-                raise RunDirError(f"an interrupted run of {self.target} is in {self.path}; continue it with "
-                                  f"--resume {self.target} or pass --force to start over")
-            shutil.rmtree(self.path)
-        self.created = [p for p in self.target.parents if not p.exists()][::-1]
-        try:
-            self.path.mkdir(parents=True)
-        except OSError as exc:
-            raise RunDirError(f"cannot write to {self.target.parent} ({exc.strerror}); choose a writable --out") from None
-
-    @staticmethod
-    def staging_path(target):
-        """Where the run directory `target` is built before it is complete."""
-        target = Path(target)
-        return target.with_name(f".{target.name}.partial")
-
-    def commit(self):
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.replaced")
-            os.replace(self.target, old)
-        os.replace(self.path, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def discard(self):
-        shutil.rmtree(self.path, ignore_errors=True)
-        for folder in reversed(self.created):
-            try:
-                folder.rmdir()
-            except OSError:
-                break  # not empty: something else lives there now
-
-
-@contextmanager
-def _stop_on_sigint(checkpoint):
-    """During training, Ctrl-C asks for a clean stop with a checkpoint; elsewhere (and
-    a second Ctrl-C) it interrupts at once. Only the main thread can catch signals."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if checkpoint.active and not checkpoint.stop.is_set():
-            checkpoint.stop.set()
-        else:
-            raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig", RUN_FIELDS + [(s.name, object, run_default(s)) for s in MODEL_SETTINGS] + OUTPUT_FIELDS,
+    bases=(_RunConfigMethods,))
+RunConfig.__module__ = __name__
+RunConfig.__doc__ = """Everything that determines a run: the data, every estimator setting (None: the
+preset's) and what is written; saved as config.json so it can be rerun exactly."""
 
 
 def run_experiment(config, out_dir=None, *, force=False, verbose=0):
@@ -200,10 +107,10 @@ def _write_config(staged, config):
 
 
 def _check_batches(config, group):
-    preset = get_preset(config.preset)
-    group.check_batch(config.batch_size or preset["batch_size"])
-    if preset["method"] in REFINEMENT:
-        group.check_batch(RefinementConfig().batch_size, what="refinement batch_size")
+    settings = config.estimator()._resolved()
+    group.check_batch(settings["batch_size"])
+    if settings["method"] in ("dec", "idec"):
+        group.check_batch(settings["refine_batch_size"], what="refine_batch_size")
 
 
 def resume_experiment(run_dir, *, device=None, verbose=0):
@@ -232,11 +139,11 @@ def _execute(config, staged, run_dir, *, resume, verbose):
     started = time.perf_counter()
     checkpoint = Checkpoint(StagedDir.staging_path(run_dir) / "checkpoint.pt", resume=resume)
     if staged is None:  # not rank 0: take part in the computation, write nothing
-        with _stop_on_sigint(checkpoint):
+        with stop_on_sigint(checkpoint):
             metrics, _, _ = _run(config, None, checkpoint, verbose)
         return metrics, None
     try:
-        with _stop_on_sigint(checkpoint):
+        with stop_on_sigint(checkpoint):
             metrics, dataset, est = _run(config, staged.path, checkpoint, verbose)
         metrics["total_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
@@ -261,11 +168,7 @@ def _run(config, out, checkpoint, verbose):
     timings["load"] = time.perf_counter() - t
     log.info("loaded %s: %d samples x %d features", dataset.name, *dataset.X.shape)
 
-    est = EncodingClusterer(config.n_clusters, preset=config.preset, epochs=config.epochs,
-                            batch_size=config.batch_size, learning_rate=config.learning_rate, loss=config.loss,
-                            schedule=config.schedule, corruption=config.corruption, precision=config.precision,
-                            n_init=config.n_init,
-                            device=config.device, random_state=config.seed, verbose=verbose)
+    est = config.estimator(verbose)
     t = time.perf_counter()
     est.fit(dataset.X, checkpoint=checkpoint)
     timings["fit"] = time.perf_counter() - t
@@ -283,27 +186,16 @@ def _run(config, out, checkpoint, verbose):
         "cluster_selection": est.cluster_selection_,
         "preset": config.preset,
         "method": est.method_,
-        "seed": int(config.seed),
+        "seed": int(config.random_state),
         "world_size": int(est.world_size_),
         "precision": est.training_.precision,
         "final_loss": est.history_[-1] if est.history_ else None,
         "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }
-    metrics.update({name: None for name in ("acc", "nmi", "ari", "purity", "mean_cluster_purity")})
-    if dataset.y is not None:
-        t = time.perf_counter()
-        metrics.update(score(dataset.y, labels))
-        metrics["confusion"] = contingency(dataset.y, labels).tolist()
-        metrics["matching"] = {str(k): v for k, v in hungarian_matching(dataset.y, labels).items()}
-        if config.baseline:
-            # Every process takes part (k-means over their shards under torchrun).
-            pixel_labels, _ = kmeans_sampled(ScaledRows(dataset.X, est.scaler_), est.n_clusters_,
-                                             n_init=BASELINE_N_INIT, max_fit_samples=BASELINE_FIT_SAMPLES,
-                                             random_state=config.seed)
-            metrics["pixels"] = score(dataset.y, pixel_labels)
-        timings["score"] = time.perf_counter() - t
-    else:
-        log.info("no labels: scores are skipped")
+    t = time.perf_counter()
+    metrics.update(score_run(dataset.y, labels, est.n_clusters_, ScaledRows(dataset.X, est.scaler_) if config.baseline else None,
+                             random_state=config.random_state))
+    timings["score"] = time.perf_counter() - t
 
     if out is None:  # not rank 0: nothing to save
         return metrics, dataset, est
@@ -314,7 +206,7 @@ def _run(config, out, checkpoint, verbose):
     timings["save"] = time.perf_counter() - t
     if config.plots:
         t = time.perf_counter()
-        _plot(est, dataset, metrics, out)
+        plots.plot_run(est, dataset, metrics, out)
         timings["plot"] = time.perf_counter() - t
 
     metrics["train_seconds"] = round(timings["train"], 2)
@@ -348,31 +240,3 @@ def report_run(run_dir):
         raise RunDirError(f"{run_dir}: the data set now has {dataset.n_samples} samples but the run had "
                           f"{len(est.codes_)}; the data changed since the run")
     return _write_run_report(run_dir, config, metrics, dataset, est)
-
-
-def _plot(est, dataset, metrics, out):
-    codes, labels = est.codes_, est.labels_
-    color, color_by = (dataset.y, "true label") if dataset.y is not None else (labels, "cluster")
-    names = dataset.class_names if dataset.y is not None else None
-    # N2D and UMAP cluster the UMAP embedding, not the codes: show where they cluster.
-    points, centers, what = ((est.embedded_, est.mixture_.means_, "UMAP embedding") if est.embedded_ is not None
-                             else (codes, est.cluster_centers_, "codes"))
-    plots.code_scatter(points, centers, color, names, out / "codes_3d.png",
-                       title=f"{dataset.name}: {metrics['preset']} preset, seed {metrics['seed']}", color_by=color_by,
-                       what=what)
-    if est.history_:
-        plots.loss_curve(est.history_, out / "loss.png", loss_name=est.training_.loss)
-    if dataset.y is not None:
-        plots.confusion_heatmap(np.asarray(metrics["confusion"]), {int(k): v for k, v in metrics["matching"].items()},
-                                dataset.class_names, out / "confusion.png")
-    if dataset.image_shape is None:
-        log.info("samples are not images: the decoded-centroid grid is skipped")
-        return
-    images = est.decode(est.cluster_centers_)
-    sizes = metrics["cluster_sizes"]
-    captions = [f"cluster {i}\nn={sizes[i]:,}" for i in range(len(images))]
-    if dataset.y is not None:
-        majority = np.asarray(metrics["confusion"]).argmax(axis=1)
-        names = dataset.class_names or [str(c) for c in range(majority.max() + 1)]
-        captions = [f"{c}\nmostly {names[majority[i]]}" for i, c in enumerate(captions)]
-    plots.centroid_grid(images, dataset.image_shape, out / "centroids.png", captions=captions)

@@ -7,8 +7,9 @@ without touching global random state.
 
 import logging
 import math
-import os
+import signal
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .distributed import current
 from .errors import ConfigError, ModelError
 from .progress import progress
@@ -123,9 +125,7 @@ class Checkpoint:
     active: bool = False  # True while the training loop runs (and can stop cleanly)
 
     def save(self, state):
-        tmp = self.path.with_name(f".{self.path.name}.partial")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
     def load(self):
         # weights_only: our own file, still never unpickled as arbitrary objects. Onto the CPU: a run
@@ -137,6 +137,27 @@ class Checkpoint:
         except Exception as exc:  # torch raises a variety of errors for damaged files
             raise ModelError(f"{self.path}: unreadable checkpoint ({type(exc).__name__}); "
                              "start over without --resume") from None
+
+
+@contextmanager
+def stop_on_sigint(checkpoint):
+    """During training, Ctrl-C asks for a clean stop with a checkpoint; elsewhere (and
+    a second Ctrl-C) it interrupts at once. Only the main thread can catch signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if checkpoint.active and not checkpoint.stop.is_set():
+            checkpoint.stop.set()
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def epoch_order(n, generator, group):

@@ -1,8 +1,9 @@
 """Checks on user-supplied arrays, with messages that say what was expected."""
 
 import numpy as np
+import scipy.sparse
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, DataTypeError
 
 
 def check_samples(X, *, name="X"):
@@ -11,15 +12,29 @@ def check_samples(X, *, name="X"):
     Rejects non-numeric, empty, wrongly shaped and non-finite input; 3-D and 4-D image
     stacks must be flattened by the caller first (the loaders do this).
     """
+    if scipy.sparse.issparse(X):
+        raise DataError(f"{name} is a sparse matrix, and sparse input is not supported: the network reads dense rows; "
+                        "convert it with X.toarray() (or reduce its width first)")
     X = np.asarray(X)
-    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise DataError(f"{name} has dtype {X.dtype}; expected numbers (convert the data to a numeric array)")
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataTypeError(f"{name} holds values that are not numbers ({exc}); convert the data to a numeric "
+                                "array") from None
+    if np.issubdtype(X.dtype, np.complexfloating):
+        raise DataError(f"{name} has dtype {X.dtype}: Complex data not supported; give real numbers (e.g. the "
+                        "real and imaginary parts as two features)")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        raise DataError(f"{name} has dtype {X.dtype}; expected real numbers (convert the data to a numeric array)")
     if X.ndim != 2:
-        raise DataError(f"{name} has shape {X.shape}; expected 2-D (n_samples, n_features): reshape it")
+        raise DataError(f"{name} has shape {X.shape}; expected 2-D (n_samples, n_features). Reshape your data, e.g. "
+                        "X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample")
     if X.shape[0] == 0:
-        raise DataError(f"{name} has 0 samples; at least 1 needed")
+        raise DataError(f"{name} has 0 sample(s) (shape={X.shape}) while a minimum of 1 is required")
     if X.shape[1] == 0:
-        raise DataError(f"{name} has 0 features; expected at least 1 column")
+        raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required; give at "
+                        "least one column")
     if np.issubdtype(X.dtype, np.floating):
         bad = sum(int((~np.isfinite(chunk)).any(axis=1).sum()) for chunk in row_chunks(X))
         if bad:

@@ -1,7 +1,10 @@
-"""Clustering the encoding (and the raw pixels, the baseline), via scikit-learn: k-means,
-Gaussian mixtures, and choosing the number of clusters when it is unknown."""
+"""Stage 3, *cluster*: k-means or a Gaussian mixture on the codes (or their UMAP embedding),
+via scikit-learn, and choosing the number of clusters when it is unknown. k-means here also
+clusters the raw pixels, the baseline every run is compared with."""
 
+import logging
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,10 +13,23 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from .distributed import current
-from .errors import DataError
-from .scaling import row_range
-from .validation import check_n_clusters, row_chunks
+from ..distributed import current
+from ..errors import DataError, ModelError
+from ..scaling import row_range
+from ..params import Either, Interval, Options, Setting, settings_class
+from ..validation import check_n_clusters, row_chunks
+
+log = logging.getLogger(__name__)
+
+SETTINGS = (
+    Setting("n_clusters", Either((Interval(int, 1), Options(("auto",)))), "number of clusters; auto: the number "
+            "from 2 to max_clusters whose mixture clusters have the highest mean silhouette", 10, preset=False,
+            flag="--clusters"),
+    Setting("n_init", Interval(int, 1), "restarts of k-means or of the Gaussian mixture; the best fit is kept", 1),
+    Setting("max_clusters", Interval(int, 2), "the largest number of clusters n_clusters=auto considers", 20),
+)
+ClusterSettings = settings_class("ClusterSettings", SETTINGS, "How the codes (or their embedding) are clustered.")
+ALGORITHMS = ("kmeans", "gmm")
 
 
 def kmeans(X, n_clusters, *, n_init=10, random_state=None, what="data"):
@@ -137,14 +153,7 @@ def _assign(rows, centers, batch_size):
 
 def nearest_center(X, centers, batch_size=16384):
     """Index of the nearest centre for each row of `X`, in batches to bound memory."""
-    centers = np.asarray(centers, dtype=np.float64)
-    sq_norms = (centers**2).sum(axis=1)
-    labels = np.empty(len(X), dtype=np.int64)
-    for start in range(0, len(X), batch_size):
-        batch = np.asarray(X[start : start + batch_size], dtype=np.float64)
-        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
-        labels[start : start + batch_size] = np.argmin(sq_norms - 2 * batch @ centers.T, axis=1)
-    return labels
+    return _assign(X, np.asarray(centers, dtype=np.float64), batch_size)[0]
 
 
 def gaussian_mixture(X, n_clusters, *, n_init=1, random_state=None):
@@ -206,3 +215,91 @@ def choose_n_clusters(X, candidates, *, random_state=None, max_samples=10_000):
         labels, _ = gaussian_mixture(X, k, n_init=1, random_state=random_state)
         silhouettes[k] = float(silhouette_score(X, labels)) if len(np.unique(labels)) > 1 else -1.0
     return max(silhouettes, key=silhouettes.get), silhouettes
+
+
+@dataclass
+class Clusters:
+    """What the cluster stage found: the labels, a centre per cluster in code space (so the decoder
+    can show it), the mixture when one was fitted, and how k was chosen when it was "auto"."""
+
+    labels: np.ndarray
+    centers: np.ndarray
+    mixture: GaussianMixture | None = None
+    selection: dict | None = None
+
+
+def fit(space, codes, settings, algorithm, *, seed, group):
+    """Cluster `space` (the codes or their embedding) with `algorithm`, "kmeans" or "gmm"."""
+    selection = None
+    k = settings.n_clusters
+    if k == "auto":
+        selection = _choose(space, settings.max_clusters, seed, group)
+        k = selection["chosen"]
+    if algorithm == "kmeans":
+        labels, centers = kmeans_sampled(codes, k, n_init=settings.n_init, random_state=seed, what="codes", group=group)
+        return Clusters(labels, centers, selection=selection)
+
+    fitted_here = {}
+
+    def fit_mixture():
+        labels, fitted_here["mixture"] = gaussian_mixture(space, k, n_init=settings.n_init, random_state=seed)
+        return {"labels": labels, **mixture_to_arrays(fitted_here["mixture"])}
+
+    fitted = group.on_main(fit_mixture)
+    # Rank 0 keeps scikit-learn's own fitted object; the others rebuild it from its arrays.
+    mixture = fitted_here.get("mixture") or mixture_from_arrays(fitted)
+    labels = fitted["labels"]
+    # N2D: a cluster's centre is the mean code of its members, so the decoder can show it;
+    # a component no sample chose is shown by the sample it claims most.
+    sizes = np.bincount(labels, minlength=k)
+    responsibility = mixture.predict_proba(np.asarray(space, dtype=np.float64)) if sizes.min() == 0 else None
+    centers = np.stack([codes[labels == c].mean(axis=0) if sizes[c] else codes[responsibility[:, c].argmax()]
+                        for c in range(k)]).astype(np.float32)
+    return Clusters(labels, centers, mixture, selection)
+
+
+def _choose(space, max_clusters, seed, group):
+    candidates = range(2, min(max_clusters, len(space)) + 1)
+
+    def choose():
+        k, silhouettes = choose_n_clusters(space, candidates, random_state=seed)
+        return {"chosen": k, "silhouette": {str(c): v for c, v in silhouettes.items()}}
+
+    chosen = group.on_main(choose)
+    log.info("n_clusters=auto chose %d clusters (highest silhouette among %d..%d)", chosen["chosen"],
+             candidates[0], candidates[-1])
+    return {"criterion": "mean silhouette of a Gaussian mixture's clusters (highest wins)", **chosen,
+            "chosen": int(chosen["chosen"])}
+
+
+def predict(centers, mixture, space, codes):
+    """The cluster of each new point: its mixture component in `space`, else the nearest centre to its code."""
+    if mixture is not None:
+        return mixture.predict(np.asarray(space, dtype=np.float64)).astype(np.int64)
+    return nearest_center(codes, centers)
+
+
+def to_arrays(clusters):
+    """The centres and the mixture, by name, for safetensors."""
+    arrays = {"cluster_centers": np.ascontiguousarray(clusters.centers)}
+    if clusters.mixture is not None:
+        arrays.update({f"mixture.{k}": v for k, v in mixture_to_arrays(clusters.mixture).items()})
+    return arrays
+
+
+def from_arrays(arrays, n_clusters, code_size, width, where):
+    """Rebuild the centres (and the mixture, when `width` of its space is given), checked for shape."""
+    centers = arrays.get("cluster_centers")
+    if centers is None or tuple(centers.shape) != (n_clusters, code_size):
+        raise ModelError(f"{where}: cluster centres missing or not of shape ({n_clusters}, {code_size})")
+    mixture = None
+    if width is not None:
+        try:
+            mixture = mixture_from_arrays({k: arrays[f"mixture.{k}"] for k in
+                                           ("weights", "means", "covariances", "precisions_cholesky")})
+            if mixture.means_.shape != (n_clusters, width):
+                raise ValueError("the mixture does not match the embedding")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{where}: the Gaussian mixture is missing or inconsistent ({exc}); "
+                             "the model is damaged, re-save it") from None
+    return Clusters(np.empty(0, dtype=np.int64), np.asarray(centers, dtype=np.float32), mixture)

@@ -1,4 +1,5 @@
-"""UMAP on the codes (or the raw input), with a `transform` that survives save and load.
+"""Stage 2, *embed*: UMAP of the codes (or of the raw input), with a `transform` that
+survives save and load. Methods n2d, umap and the default embed; kmeans, dec and idec do not.
 
 UMAP (McInnes, Healy & Melville 2018, arXiv:1802.03426) is fitted by umap-learn. A
 fitted `umap.UMAP` can only be stored with pickle, which we never load from user files;
@@ -19,8 +20,21 @@ import warnings
 
 import numpy as np
 
+from ..errors import DataError, ModelError
+from ..params import Either, Interval, Options, Setting, settings_class
+
+SETTINGS = (
+    Setting("n_neighbors", Interval(int, 2), "UMAP's neighbourhood: how many neighbours shape each point's place", 20),
+    Setting("umap_epochs", Either((Interval(int, 1), Options(("auto",)))),
+            "passes of UMAP's layout optimisation; auto: umap-learn's own (200 above 10,000 samples, 500 below)",
+            "auto"),
+)
+EmbedSettings = settings_class("EmbedSettings", SETTINGS, "How UMAP embeds the codes.")
 # Seeded UMAP runs single-threaded: umap-learn trades its parallel layout for repeatability.
 DEFAULTS = {"n_neighbors": 20, "min_dist": 0.0}
+# Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
+MAX_UMAP_FIT_SAMPLES = 100_000
+TRANSFORM_BATCH = 50_000
 INT32_MIN, INT32_MAX = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1
 
 
@@ -137,3 +151,66 @@ class UmapEmbedding:
             5,  # negative samples per positive one (umap-learn's default)
             False,  # not parallel, so the placement is repeatable
         )
+
+
+def check_data(n_samples, method):
+    """UMAP's own limit on the data, checked before anything is trained."""
+    if n_samples < 3:
+        raise DataError(f"method {method!r} embeds the data with UMAP, which needs at least 3 samples (got "
+                        f"{n_samples}); use preset 'original' (k-means) for so few")
+
+
+def fit(codes, width, settings, *, seed, group):
+    """UMAP of the codes; return ``(embedding, embedded)``. Above MAX_UMAP_FIT_SAMPLES it is fitted on
+    a seeded sample and the rest placed by transform. UMAP does not distribute: rank 0 fits it, and
+    each process transforms its shard."""
+    embedding = UmapEmbedding(width, n_neighbors=settings.n_neighbors,
+                              n_epochs=None if settings.umap_epochs == "auto" else settings.umap_epochs,
+                              random_state=seed)
+    fit_all = len(codes) <= MAX_UMAP_FIT_SAMPLES
+
+    def fit_on_main():
+        if fit_all:
+            embedded = embedding.fit_transform(codes)
+        else:
+            sample = np.random.default_rng(seed).choice(len(codes), MAX_UMAP_FIT_SAMPLES, replace=False)
+            embedding.fit_transform(codes[np.sort(sample)])
+        arrays, described = embedding.to_arrays()
+        return {**arrays, "settings": described, **({"embedded": embedded} if fit_all else {})}
+
+    fitted = group.on_main(fit_on_main)
+    if not group.is_main:
+        embedding = UmapEmbedding.from_arrays(fitted, fitted["settings"])
+    if fit_all:
+        return embedding, fitted["embedded"]
+    start, stop = group.shard(len(codes))
+    return embedding, group.all_gather_rows(apply(embedding, codes[start:stop]))
+
+
+def apply(embedding, codes):
+    """Where `embedding` places `codes`, in batches."""
+    return np.concatenate([embedding.transform(codes[start : start + TRANSFORM_BATCH])
+                           for start in range(0, len(codes), TRANSFORM_BATCH)])
+
+
+def to_arrays(embedding):
+    """The embedding's arrays by name (for safetensors) and its settings (for JSON)."""
+    if embedding is None:
+        return {}, None
+    arrays, described = embedding.to_arrays()
+    return {f"umap.{k}": v for k, v in arrays.items()}, described
+
+
+def from_arrays(arrays, described, code_size, where):
+    """Rebuild the embedding `to_arrays` described, checked against the code size."""
+    if described is None:
+        return None
+    try:
+        fit_data, embedded = arrays["umap.fit_data"], arrays["umap.embedding"]
+        width = int(described["n_components"])
+        if fit_data.ndim != 2 or fit_data.shape[1] != code_size or embedded.shape != (len(fit_data), width):
+            raise ValueError("UMAP arrays do not match the code size or each other")
+        return UmapEmbedding.from_arrays({"fit_data": fit_data, "embedding": embedded}, described)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: the UMAP embedding is missing or inconsistent ({exc}); "
+                         "the model is damaged, re-save it") from None

@@ -1,4 +1,4 @@
-"""DEC and IDEC: refine a pretrained encoder and its cluster centres together.
+"""Stage 4, *refine*: DEC and IDEC refine a pretrained encoder and its cluster centres together.
 
 DEC (Xie, Girshick & Farhadi 2016, "Unsupervised Deep Embedding for Clustering
 Analysis", ICML) soft-assigns each code to the centres with a Student-t kernel, sharpens
@@ -22,18 +22,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from .distributed import current
-from .errors import ConfigError
-from .progress import progress
-from .scaling import row_range
-from .training import adam, apply_in_batches, epoch_order, reconstruction_loss
+from ..distributed import current
+from ..params import Interval, Setting, settings_class
+from ..progress import progress
+from ..scaling import row_range
+from ..training import adam, apply_in_batches, epoch_order, reconstruction_loss
 
 log = logging.getLogger(__name__)
 
 
+SETTINGS = (
+    Setting("refine_epochs", Interval(int, 0), "DEC/IDEC: most passes over the data (they usually stop earlier, "
+            "by refine_tol)", 20),
+    Setting("refine_batch_size", Interval(int, 1), "DEC/IDEC: samples per optimizer step", 256),
+    Setting("refine_learning_rate", Interval(float, 0, closed="neither"),
+            "DEC/IDEC: Adam's step size (IDEC's paper: 1e-3; for DEC's SGD, Adam at 1e-4 stands in)", 1e-4),
+    Setting("update_interval", Interval(int, 1), "DEC/IDEC: batches between recomputations of the target "
+            "distribution (at most one epoch)", 140),
+    Setting("refine_tol", Interval(float, 0, 1, closed="left"), "DEC/IDEC: stop when fewer than this fraction "
+            "of the assignments changed since the last update", 0.001),
+    Setting("gamma", Interval(float, 0, closed="neither"), "IDEC: weight of the clustering loss beside the "
+            "reconstruction loss", 0.1),
+)
+RefineSettings = settings_class("RefineSettings", SETTINGS, "How DEC and IDEC refine the clusters.")
+REFINEMENTS = ("dec", "idec")
+
+
 @dataclass
 class RefinementConfig:
-    """How DEC/IDEC refine the clusters.
+    """How the refinement loop runs (built from `RefineSettings` by `config`).
 
     gamma : float or None
         Weight of the clustering loss beside the reconstruction loss (IDEC: 0.1); None
@@ -58,17 +75,25 @@ class RefinementConfig:
     tol: float = 0.001
     alpha: float = 1.0
 
-    def __post_init__(self):
-        if self.epochs < 0 or self.batch_size < 1 or self.update_interval < 1 or not self.learning_rate > 0:
-            raise ConfigError(f"refinement needs epochs >= 0, batch_size >= 1, update_interval >= 1 and a positive "
-                              f"learning rate (got {self.epochs}, {self.batch_size}, {self.update_interval}, "
-                              f"{self.learning_rate})")
-        if not (0 <= self.tol < 1 and self.alpha > 0 and (self.gamma is None or self.gamma > 0)):
-            raise ConfigError(f"refinement needs 0 <= tol < 1, alpha > 0 and gamma > 0 or None "
-                              f"(got {self.tol}, {self.alpha}, {self.gamma})")
-
     def to_dict(self):
         return asdict(self)
+
+
+def config(settings, refinement):
+    """The loop's configuration for `refinement` ("dec" or "idec")."""
+    return RefinementConfig(gamma=settings.gamma if refinement == "idec" else None, epochs=settings.refine_epochs,
+                            batch_size=settings.refine_batch_size, learning_rate=settings.refine_learning_rate,
+                            update_interval=settings.update_interval, tol=settings.refine_tol)
+
+
+def fit(autoencoder, data, centers, config, *, loss, seed, device, verbose=0, group):
+    """Refine `autoencoder` and `centers` together; return ``(labels, centers, history)``.
+    Shuffles with its own generator (seed + 1), apart from pretraining's."""
+    fitted = refine_clusters(autoencoder, data, centers, config, loss=loss,
+                             generator=torch.Generator().manual_seed(seed + 1), device=device, verbose=verbose,
+                             group=group)
+    autoencoder.to("cpu")
+    return fitted
 
 
 def soft_assignments(codes, centers, alpha=1.0):

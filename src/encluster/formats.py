@@ -1,0 +1,214 @@
+"""Reading the user's own data: .npy (memory-mapped), .npz, .csv and folders of images.
+
+Nothing here unpickles: arrays are read with ``allow_pickle=False`` after their headers were
+checked against the bytes that follow, and images through Pillow.
+"""
+
+import csv
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .data import BUILTIN, Dataset
+from .errors import DataError
+from .validation import check_labels, check_samples
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+MAX_CSV_BYTES = 4 * 1024**3
+
+
+def load_file(path, *, label_column=None):
+    """Read the user's own data, unscaled: .npy, .npz, .csv or a folder of images."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; give a built-in name ({', '.join(BUILTIN)}) "
+                        "or the path to a .npy, .npz, .csv file or an image folder")
+    if path.is_dir():
+        return _load_image_folder(path)
+    suffix = path.suffix.lower()
+    readers = {".npy": _load_npy, ".npz": _load_npz, ".csv": lambda p: _load_csv(p, label_column)}
+    if suffix not in readers:
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; use .npy, .npz, .csv or an image folder")
+    if label_column is not None and suffix != ".csv":
+        raise DataError(f"{path}: --label-column only applies to CSV files; store labels as y in an .npz")
+    try:
+        return readers[suffix](path)
+    except PermissionError:
+        raise DataError(f"{path}: permission denied; make the file readable") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a file") from None
+
+
+def _as_image_stack(path, X, y, name=None):
+    """Flatten 3-D/4-D arrays of images and remember their shape."""
+    X = np.asarray(X)
+    name = name or path.stem
+    if X.ndim == 2:
+        return Dataset(name, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)))
+    if X.ndim == 3 or (X.ndim == 4 and X.shape[-1] in (1, 3)):
+        shape = X.shape[1:3] if X.ndim == 3 or X.shape[-1] == 1 else X.shape[1:]
+        flat = check_samples(X.reshape(len(X), -1), name=str(path))
+        return Dataset(name, flat, check_labels(y, len(X), name=str(path)), tuple(shape))
+    raise DataError(f"{path}: array of shape {X.shape}; expected (n, features), (n, h, w) or (n, h, w, 1|3)")
+
+
+def _check_npy_header(fp, available, source):
+    """Check that an .npy header is sane and matches the bytes that follow it, before
+    anything is allocated: a header claiming 10^12 rows must not be believed."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        if version not in readers:
+            raise DataError(f"{source}: .npy format version {version} is not supported; re-save it with numpy.save")
+        shape, _, dtype = readers[version](fp)
+    except DataError:
+        raise
+    except Exception as exc:  # numpy raises ValueError, SyntaxError, EOFError... for damaged headers
+        raise DataError(f"{source}: not a valid .npy array ({type(exc).__name__}); re-save it with numpy.save") from None
+    if dtype.hasobject:
+        raise DataError(f"{source}: holds Python objects, which cannot be loaded without pickle; save plain numeric arrays")
+    expected = dtype.itemsize * math.prod(shape)
+    actual = available - fp.tell()
+    if actual != expected:
+        raise DataError(f"{source}: header declares shape {shape} of {dtype} ({expected} bytes) but {actual} bytes "
+                        "follow; the file is truncated or corrupted")
+
+
+def _load_npy(path):
+    with open(path, "rb") as fp:
+        _check_npy_header(fp, path.stat().st_size, path)
+    try:
+        # Memory-mapped: a file larger than memory is read batch by batch, never whole.
+        X = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as exc:
+        raise DataError(f"{path}: cannot be read as .npy ({type(exc).__name__}); re-save it with numpy.save") from None
+    return _as_image_stack(path, X, None)
+
+
+def _load_npz(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            names = [n[:-4] for n in members if n.endswith(".npy")]
+            if "X" not in names:
+                raise DataError(f"{path}: has arrays {names}; expected one named X (and optionally y)")
+            arrays = {}
+            for name in ("X", "y"):
+                if name in names:
+                    info = members[f"{name}.npy"]
+                    with archive.open(info) as fp:
+                        _check_npy_header(fp, info.file_size, f"{path}:{name}")
+                    with archive.open(info) as fp:
+                        arrays[name] = np.lib.format.read_array(fp, allow_pickle=False)
+    except DataError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, EOFError... from a damaged archive
+        raise DataError(f"{path}: corrupted .npz archive ({type(exc).__name__}); re-save it with numpy.savez") from None
+    return _as_image_stack(path, arrays["X"], arrays.get("y"))
+
+
+def csv_header(path):
+    """The stripped column names of a CSV file's first line; empty when it cannot be read
+    (`load_file` then names the problem)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return [c.strip() for c in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _load_csv(path, label_column):
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise DataError(f"{path}: larger than {MAX_CSV_BYTES} bytes; convert it to .npy for data this big")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh) if row]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: empty CSV; it needs at least one row of numbers")
+    header = None
+    if label_column is not None or not all(_is_number(c) for c in rows[0]):
+        header, rows = [c.strip() for c in rows[0]], rows[1:]
+    if not rows:
+        raise DataError(f"{path}: has a header but no data rows")
+    width = len(header) if header else len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            line = i + 1 + (header is not None)
+            raise DataError(f"{path}: line {line} has {len(row)} fields, expected {width}; fix the ragged row")
+    label_index = None
+    if label_column is not None:
+        if label_column not in header:
+            raise DataError(f"{path}: no column named {label_column!r}; columns are {header}")
+        label_index = header.index(label_column)
+    feature_idx = [j for j in range(width) if j != label_index]
+    X = np.empty((len(rows), len(feature_idx)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        for k, j in enumerate(feature_idx):
+            try:
+                X[i, k] = float(row[j])
+            except ValueError:
+                col = header[j] if header else f"#{j + 1}"
+                line = i + 1 + (header is not None)
+                raise DataError(f"{path}: line {line}, column {col}: {row[j]!r} is not a number; "
+                                "CSV features must be numeric (name a label column with --label-column)") from None
+    y, names = None, None
+    if label_index is not None:
+        raw = [row[label_index].strip() for row in rows]
+        names, y = np.unique(raw, return_inverse=True)
+        names = [str(n) for n in names]
+    return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
+                   class_names=names)
+
+
+def _load_image_folder(path):
+    from PIL import Image
+
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if subdirs:
+        stray = [p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+        if stray:
+            raise DataError(f"{path}: has class sub-folders and loose files ({stray[0]}, ...); move the files into a sub-folder")
+        groups = [(i, sorted(p for p in d.iterdir() if not p.name.startswith("."))) for i, d in enumerate(subdirs)]
+        names = [d.name for d in subdirs]
+    else:
+        groups = [(None, sorted(p for p in path.iterdir() if not p.name.startswith(".")))]
+        names = None
+    images, labels = [], []
+    for label, files in groups:
+        for f in files:
+            if f.is_dir() or f.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{f}: not an image file ({', '.join(sorted(IMAGE_SUFFIXES))}); remove it from the folder")
+            try:
+                with Image.open(f) as im:
+                    im.load()
+                    images.append(im.copy())
+            except Exception as exc:  # Pillow raises many types for damaged or hostile files
+                raise DataError(f"{f}: not a readable image ({type(exc).__name__}); remove or replace it") from None
+            labels.append(label)
+    if not images:
+        raise DataError(f"{path}: no images found; put image files (or class sub-folders of them) in it")
+    sizes = {im.size for im in images}
+    if len(sizes) > 1:
+        raise DataError(f"{path}: images have different sizes {sorted(sizes)[:3]}; resize them all to one size")
+    color = any(im.mode not in ("L", "1", "I;16", "I", "F", "LA") for im in images)
+    mode = "RGB" if color else "L"
+    stack = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in images])
+    y = np.asarray(labels, dtype=np.int64) if names else None
+    dataset = _as_image_stack(path, stack, y, name=path.name)
+    dataset.class_names = names
+    return dataset

@@ -1,0 +1,56 @@
+"""The pipeline as four stages, each a module that owns its settings and its fitted state:
+
+1. `encode` — a dense autoencoder turns each sample into a short code (none for ``umap``);
+2. `embed` — UMAP of the codes (n2d, umap and the default), or nothing;
+3. `cluster` — k-means or a Gaussian mixture, with ``n_clusters="auto"``;
+4. `refine` — DEC or IDEC, or nothing.
+
+A method is a choice of stages (`METHODS`). Every setting of every stage is declared once
+(`encluster.params.Setting`); `GROUPS` lists them all, with the pipeline's own, in the order
+the estimator, the presets, ``config.json`` and the command line show them.
+"""
+
+from dataclasses import dataclass
+
+from ..params import Either, Interval, Nothing, Options, Pattern, Setting
+from ..presets import PRESET_NAMES, DEFAULT_PRESET
+from . import cluster, embed, encode, refine
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Which stages a method runs: an encoder or not, UMAP or not, the clustering algorithm, the refinement."""
+
+    encoder: bool
+    embedding: bool
+    clustering: str  # one of cluster.ALGORITHMS
+    refinement: str | None = None  # one of refine.REFINEMENTS
+
+
+METHODS = {
+    "kmeans": Pipeline(encoder=True, embedding=False, clustering="kmeans"),  # the original experiment
+    "n2d": Pipeline(encoder=True, embedding=True, clustering="gmm"),  # McConville et al. 2020
+    "dec": Pipeline(encoder=True, embedding=False, clustering="kmeans", refinement="dec"),  # Xie et al. 2016
+    "idec": Pipeline(encoder=True, embedding=False, clustering="kmeans", refinement="idec"),  # Guo et al. 2017
+    "umap": Pipeline(encoder=False, embedding=True, clustering="gmm"),  # no network: the honest baseline
+}
+
+PIPELINE = (
+    Setting("preset", Options(PRESET_NAMES), "where every setting left unset comes from (see encluster/presets/)",
+            DEFAULT_PRESET, preset=False),
+    Setting("method", Options(tuple(METHODS)), "which stages run: kmeans (the original experiment), n2d (UMAP + "
+            "mixture), dec, idec (refined k-means), umap (no network)", "n2d"),
+)
+RUNTIME = (
+    Setting("device", Pattern(r"cpu|cuda(:[0-9]+)?", "a torch device: cpu, cuda or cuda:N", "DEVICE"),
+            "where the network trains", "cpu", preset=False),
+    Setting("random_state", Either((Interval(int, 0, 2**32 - 1), Nothing("a fresh seed, kept in seed_"))),
+            "seed of the weights, the shuffling, UMAP and the clustering: the same seed gives the same labels",
+            None, preset=False, flag="--seed", cli_default=0),
+    Setting("verbose", Interval(int, 0), "1 shows a progress bar on a terminal (log lines otherwise)", 0,
+            preset=False, flag=""),
+)
+GROUPS = (("pipeline", PIPELINE), ("encode: the autoencoder", encode.SETTINGS), ("embed: UMAP", embed.SETTINGS),
+          ("cluster", cluster.SETTINGS), ("refine: DEC and IDEC", refine.SETTINGS), ("runtime", RUNTIME))
+SETTINGS = tuple(setting for _, group in GROUPS for setting in group)
+BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -1,0 +1,118 @@
+"""Stage 1, *encode*: a dense autoencoder learns a short code of each sample.
+
+The network is `encluster.models.Autoencoder`, its training loop `encluster.training`;
+this module declares their settings and turns a fitted network into arrays and back.
+Method ``umap`` has no encoder: its "codes" are the scaled input itself.
+"""
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from ..models import ACTIVATIONS, INITS, Autoencoder, AutoencoderSpec, parameter_shapes
+from ..params import Either, Interval, Options, Setting, Sizes, settings_class
+from ..training import LOSSES, SCHEDULES, TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder
+from ..validation import row_chunks
+
+# Code (and UMAP) width when it is "auto" and the number of clusters is "auto" too.
+AUTO_CODE_SIZE = 10
+
+SETTINGS = (
+    Setting("hidden", Sizes(), "encoder layer widths between the input and the code", (500, 500, 2000)),
+    Setting("code_size", Either((Interval(int, 1), Options(("auto",)))),
+            "width of the code; auto: one number per cluster (N2D's choice)", "auto"),
+    Setting("decoder_hidden", Either((Sizes(), Options(("mirror",)))),
+            "decoder layer widths between the code and the output; mirror: the encoder's, reversed", "mirror"),
+    Setting("activation", Options(tuple(ACTIVATIONS)), "non-linearity after each hidden layer", "relu"),
+    Setting("code_activation", Options(tuple(ACTIVATIONS)), "non-linearity on the code", "linear"),
+    Setting("output_activation", Options(tuple(ACTIVATIONS)), "non-linearity on the reconstruction", "linear"),
+    Setting("init", Options(INITS), "weight initialisation (xavier: Keras' Glorot-uniform; xavier-sigmoid: "
+            "its 4x range for sigmoid units; torch: PyTorch's own)", "xavier"),
+    Setting("epochs", Interval(int, 0), "passes of pretraining over the data", 40),
+    Setting("batch_size", Interval(int, 1), "samples per optimizer step (the global batch under torchrun)", 256),
+    Setting("learning_rate", Interval(float, 0, closed="neither"), "Adam's step size (the peak, when decayed)", 1e-3),
+    Setting("loss", Options(tuple(LOSSES)), "reconstruction loss: binary cross-entropy or squared error", "mse"),
+    Setting("schedule", Options(SCHEDULES), "learning rate over training: constant, or cosine decay to 0", "constant"),
+    Setting("corruption", Interval(float, 0, 1, closed="left"),
+            "denoising: zero this fraction of the inputs in every batch (0: a plain autoencoder)", 0.0),
+    Setting("precision", Options(("auto", "float32", "bfloat16")), "what training computes in; auto: bfloat16 "
+            "where the CPU (AVX512-BF16, AMX) or GPU has it natively, float32 elsewhere", "float32"),
+)
+EncodeSettings = settings_class("EncodeSettings", SETTINGS, "The autoencoder's architecture and pretraining.")
+NETWORK = ("hidden", "decoder_hidden", "activation", "code_activation", "output_activation", "init")
+TRAINING = ("epochs", "batch_size", "learning_rate", "loss", "schedule", "corruption")
+
+
+def per_cluster(n_clusters):
+    """One dimension per cluster (N2D's code and UMAP width); `AUTO_CODE_SIZE` when k is "auto"."""
+    return AUTO_CODE_SIZE if n_clusters == "auto" else int(n_clusters)
+
+
+def code_width(settings, n_clusters):
+    """The code's width: as set, or one number per cluster."""
+    return per_cluster(n_clusters) if settings.code_size == "auto" else settings.code_size
+
+
+def network_spec(settings, n_features, code_size):
+    """The `AutoencoderSpec` these settings describe for data `n_features` wide."""
+    network = {name: getattr(settings, name) for name in NETWORK}
+    if network["decoder_hidden"] == "mirror":
+        network["decoder_hidden"] = None
+    return AutoencoderSpec(n_features=n_features, code_size=code_size, **network)
+
+
+def training_config(settings, device):
+    """The `TrainingConfig` these settings describe, with "auto" precision resolved for `device`."""
+    return TrainingConfig(**{name: getattr(settings, name) for name in TRAINING},
+                          precision=resolve_precision(settings.precision, device))
+
+
+def fit(data, spec, training, *, seed, device, verbose=0, checkpoint=None, group):
+    """Build the network from `seed` and pretrain it on `data`; return ``(autoencoder, history)``.
+
+    The weights are drawn from a seeded copy of torch's RNG, leaving the caller's global state alone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        autoencoder = Autoencoder(spec)
+    history = train_autoencoder(autoencoder, data, training, generator=torch.Generator().manual_seed(seed),
+                                device=device, verbose=verbose, checkpoint=checkpoint, group=group)
+    return autoencoder.to("cpu"), history
+
+
+def encode(autoencoder, data):
+    """The codes of scaled rows `data`; without a network, the rows themselves."""
+    if autoencoder is None:
+        return np.concatenate(list(row_chunks(data)))
+    return apply_in_batches(autoencoder.encode, data)
+
+
+def decode(autoencoder, codes):
+    """Samples (in the model's [0, 1] scale) for `codes`; without a network, the codes clipped."""
+    if autoencoder is None:
+        return np.clip(codes, 0, 1).astype(np.float32)
+    return apply_in_batches(autoencoder.decode, codes.astype(np.float32))
+
+
+def to_arrays(autoencoder):
+    """The network's weights by name (for safetensors) and its architecture (for JSON)."""
+    if autoencoder is None:
+        return {}, None
+    return ({f"autoencoder.{k}": v.detach().cpu().contiguous() for k, v in autoencoder.state_dict().items()},
+            autoencoder.spec.to_dict())
+
+
+def from_arrays(tensors, described, where):
+    """Rebuild the network `to_arrays` described; shapes are checked before anything is allocated,
+    so a tampered description claiming huge layers cannot make us build them."""
+    if described is None:
+        return None
+    spec = AutoencoderSpec(**described)
+    state = {k[len("autoencoder."):]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
+    expected = parameter_shapes(spec)
+    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
+        raise ModelError(f"{where}: weight names or shapes do not match the architecture in model.json")
+    autoencoder = Autoencoder(spec)
+    autoencoder.load_state_dict(state)
+    return autoencoder.eval()
+

@@ -1,0 +1,65 @@
+"""What the terminal shows: a finished run's scores, and several runs side by side."""
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import RunDirError
+from .metrics import SCORE_NAMES
+from .report import baseline_name
+
+
+def print_run_summary(metrics, run_dir):
+    """The scores beside the baseline's (or the cluster sizes), the times and where the results are."""
+    console = Console()
+    title = (f"{metrics['dataset']}: {metrics['n_samples']:,} samples, {metrics['n_clusters']} clusters, "
+             f"preset {metrics['preset']}, seed {metrics['seed']}")
+    if metrics["acc"] is None:
+        console.print(f"{title}\nno labels, so no scores; cluster sizes: {metrics['cluster_sizes']}")
+    else:
+        table = Table(title=title)
+        table.add_column("score")
+        table.add_column("encoding", justify="right")
+        pixels = metrics.get("pixels")
+        if pixels:
+            table.add_column(baseline_name(metrics), justify="right")
+        for name in SCORE_NAMES:
+            row = [name, f"{metrics[name]:.4f}"] + ([f"{pixels[name]:.4f}"] if pixels else [])
+            table.add_row(*row)
+        console.print(table)
+    selection = metrics.get("cluster_selection")
+    if selection:
+        console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")
+    console.print(f"trained in {metrics['train_seconds']:.1f} s, total {metrics['total_seconds']:.1f} s, "
+                  f"peak memory {metrics['peak_memory_mb']:.0f} MB")
+    console.print(f"results in {run_dir}")
+
+
+def read_runs(run_dirs):
+    """``(name, metrics)`` of each finished run directory."""
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise RunDirError(f"{run_dir}: no readable metrics.json; give finished run directories") from None
+        runs.append((run_dir.name, metrics))
+    return runs
+
+
+def print_comparison(runs):
+    """One row per run: data set, preset, seed, scores, the baseline's ACC and the training time."""
+    table = Table(title=f"{len(runs)} runs")
+    for col in ("run", "data set", "preset", "seed", *SCORE_NAMES, "pixels acc", "train s"):
+        table.add_column(col, justify="left" if col in ("run", "data set", "preset") else "right")
+    for name, m in runs:
+        scores = [f"{m[s]:.4f}" if m.get(s) is not None else "-" for s in SCORE_NAMES]
+        pixels = f"{m['pixels']['acc']:.4f}" if m.get("pixels") else "-"
+        table.add_row(name, str(m["dataset"]), str(m["preset"]), str(m["seed"]), *scores, pixels,
+                      f"{m.get('train_seconds', 0):.1f}")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # piped output: do not squeeze the table into 80 columns
+    console.print(table)
