@@ -42,7 +42,7 @@ def _idx_folder(root, damage):
     """A Fashion-MNIST-shaped folder (MNIST's files under its names) with one file damaged."""
     folder = root / "fashion-mnist"
     folder.mkdir(parents=True)
-    for name, _, _ in MNIST.files.values():
+    for name, *_ in MNIST.files.values():
         shutil.copy(BUNDLED_DIR / "mnist" / name, folder / name)
     target = folder / "train-images-idx3-ubyte.gz"
     damage(target)
@@ -97,6 +97,13 @@ def _consistent_edit(key_path, value):
     return edit
 
 
+def _flip_a_pixel(path):
+    """The same IDX file with one pixel changed: a valid header, a wrong checksum."""
+    content = bytearray(gzip.decompress(path.read_bytes()))
+    content[1000] ^= 0xFF
+    path.write_bytes(gzip.compress(bytes(content)))
+
+
 def _flip_last_byte(folder):
     data = bytearray((folder / "model.safetensors").read_bytes())
     data[-1] ^= 1
@@ -114,7 +121,7 @@ CLI_CASES = {
     "truncated-gz": (lambda t, m: ["run", "--dataset", "fashion-mnist", "--data-dir", _idx_folder(t, _truncate)], 1,
                      "cannot be read"),
     "corrupted-idx": (lambda t, m: ["run", "--dataset", "fashion-mnist", "--data-dir",
-                                    _idx_folder(t, lambda p: p.write_bytes(gzip.compress(b"\0\0\x08\x03" + b"\0" * 64)))],
+                                    _idx_folder(t, _flip_a_pixel)],
                       1, "md5 of the uncompressed content"),
     "label-count": (lambda t, m: ["run", "--dataset", _npz(t / "a.npz", X=np.zeros((10, 2)), y=np.arange(3))], 1,
                     "3 labels for 10 samples"),
@@ -271,3 +278,11 @@ def test_docs_table_lists_every_case():
     for case, _, error in LIBRARY_CASES:
         assert any(error.__name__ in row or "NotFittedError" in row for row in rows.get(case, [])), \
             f"docs/errors.md has no library row for {case}"
+
+
+def test_a_gzip_bomb_in_the_data_folder_is_refused_without_inflating_it(tmp_path):
+    """An IDX file whose header declares 10 bytes but which inflates to 64 MB stops after the 19th byte."""
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01" + (10).to_bytes(4, "big") + bytes(64 << 20)))
+    with pytest.raises(DataError, match="holds more than the 18 bytes its IDX header declares"):
+        read_idx(path)

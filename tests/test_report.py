@@ -166,3 +166,51 @@ def test_compare_runs(browser, image_run, table_run, tmp_path):
     assert len(values) == 2 * 2 * 5  # two runs, encoding and pixels, five scores
     assert page.evaluate("() => document.getElementById('scores').data.length") == 2
     page.close()
+
+
+# Strings that would run script if pasted into the page as they are: one closes the <script>
+# element the figures live in, the others are markup whose handlers fire on load.
+INJECTIONS = ["</script><script>document.title='pwned-script'</script>", "<img src=x onerror=\"document.title='pwned-img'\">",
+              "<svg onload=document.title='pwned-svg'>"]
+
+
+def _assert_nothing_ran(browser, report):
+    page, errors, requests = open_report_page(browser, report)
+    page.wait_for_timeout(500)  # let any onerror/onload handler run
+    assert page.title().startswith("encluster report") and "pwned" not in page.title()
+    assert requests == [] and not [e for e in errors if "pwned" in e]
+    assert page.evaluate("() => document.querySelectorAll('script').length") == 2  # plotly.js and ours, no more
+    page.close()
+    return page
+
+
+def test_a_csv_whose_labels_and_header_hold_markup_cannot_run_script_in_its_report(browser, tmp_path_factory):
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("csv")
+    path = folder / "hostile.csv"
+    header = ",".join([f"f{i}" for i in range(3)] + [INJECTIONS[2].replace(",", " "), "label"])
+    rows = [",".join(f"{v:.3f}" for v in rng.normal(c, 0.3, size=4)) + f",\"{INJECTIONS[c].replace(chr(34), chr(34) * 2)}\""
+            for c in (0, 1, 2) for _ in range(30)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    run = _run(tmp_path_factory, "--dataset", path, "--label-column", "label", "--clusters", "3", "--epochs", "3",
+               "--n-init", "1")
+    _assert_nothing_ran(browser, run / "report.html")
+    text = (run / "report.html").read_text()
+    assert INJECTIONS[0] not in text and "<img src=x" not in text and "<svg onload" not in text
+
+
+def test_an_image_folder_whose_class_folder_holds_markup_cannot_run_script_in_its_report(browser, tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images") / "hostile"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["<img src=x onerror=document.title='pwned-folder'>", "<svg onload=document.title='x'>",
+                              "plain"]):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(60 + 70 * c, 20, size=(8, 8)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    run = _run(tmp_path_factory, "--dataset", root, "--clusters", "3", "--epochs", "3", "--n-init", "1", "--preset",
+               "original")
+    _assert_nothing_ran(browser, run / "report.html")
+    assert "<img src=x" not in (run / "report.html").read_text()

@@ -49,7 +49,7 @@ class IdxDataSet:
     """A data set distributed as four IDX files, with pinned checksums of their content."""
 
     name: str
-    files: dict  # role -> (file name, md5, sha256) of the uncompressed content
+    files: dict  # role -> (file name, md5, sha256, size in bytes) of the uncompressed content
     mirrors: tuple
     class_names: tuple
     credit: str
@@ -61,9 +61,9 @@ IDX_FILE_NAMES = {"train_images": "train-images-idx3-ubyte.gz", "train_labels": 
 
 
 def _idx_files(name):
-    """role -> (file name, md5, sha256 of its uncompressed content), pinned in datasets/checksums.json."""
-    digests = json.loads((Path(__file__).parent / "datasets" / "checksums.json").read_text())[name]
-    return {role: (IDX_FILE_NAMES[role], md5, sha256) for role, (md5, sha256) in digests.items()}
+    """role -> (file name, md5, sha256, size) of its uncompressed content, pinned in datasets/checksums.json."""
+    pinned = json.loads((Path(__file__).parent / "datasets" / "checksums.json").read_text())[name]
+    return {role: (IDX_FILE_NAMES[role], p["md5"], p["sha256"], p["bytes"]) for role, p in pinned.items()}
 
 
 MNIST = IdxDataSet(
@@ -77,9 +77,10 @@ MNIST = IdxDataSet(
 FASHION_MNIST = IdxDataSet(
     name="fashion-mnist",
     files=_idx_files("fashion-mnist"),
+    # https first: the plain-http mirror is only tried when it fails (the sha256 guards both).
     mirrors=(
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     ),
     class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
@@ -168,8 +169,8 @@ def _load_idx_set(spec, split, dirs, download=False):
     parts = {"train": ["train"], "test": ["test"], "all": ["train", "test"]}[split]
     images, labels = [], []
     for part in parts:
-        img_file, img_md5, _ = spec.files[f"{part}_images"]
-        lab_file, lab_md5, _ = spec.files[f"{part}_labels"]
+        img_file, img_md5, *_ = spec.files[f"{part}_images"]
+        lab_file, lab_md5, *_ = spec.files[f"{part}_labels"]
         img = read_idx(folder / img_file, md5=img_md5)
         lab = read_idx(folder / lab_file, md5=lab_md5)
         if img.ndim != 3 or lab.ndim != 1 or len(img) != len(lab):

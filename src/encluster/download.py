@@ -10,6 +10,7 @@ forbids the network altogether.
 import hashlib
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,8 +21,14 @@ from .idx import read_bytes
 
 log = logging.getLogger(__name__)
 
+# A socket read that waits longer than this gives up; a whole file that takes longer than
+# DEADLINE_SECONDS (a server that trickles) too, so a bad mirror can never hang a run.
 TIMEOUT_SECONDS = 30
+DEADLINE_SECONDS = 600
 CHUNK_BYTES = 1 << 20
+# A compressed file is at most this much larger than its content (deflate's stored blocks and
+# the gzip header); anything past it is not the file we pinned, so the download stops there.
+SIZE_MARGIN_BYTES = 1 << 16
 
 
 def cache_dir():
@@ -40,12 +47,14 @@ def mirrors_for(default_mirrors):
     return ([extra] if extra else []) + list(default_mirrors)
 
 
-def fetch(filename, sha256, mirrors, target_dir):
+def fetch(filename, sha256, mirrors, target_dir, *, max_bytes):
     """Download `filename` from the first mirror that serves a verified copy.
 
-    Returns the path of the verified file in `target_dir`. Raises `OfflineError`
-    when the network is forbidden or no mirror answered, `ChecksumError` when every
-    copy that arrived was corrupted.
+    The body is streamed to a temporary file and cut off past `max_bytes` (a little above
+    the expected file), past `DEADLINE_SECONDS`, or after `TIMEOUT_SECONDS` without data;
+    nothing is kept unless the content's sha256 matches. Returns the path of the verified
+    file in `target_dir`. Raises `OfflineError` when the network is forbidden or no mirror
+    answered in time, `ChecksumError` when every copy that arrived was wrong or too large.
     """
     target_dir = Path(target_dir)
     target = target_dir / filename
@@ -60,9 +69,7 @@ def fetch(filename, sha256, mirrors, target_dir):
 
 
         def download(tmp, url=url):
-            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
-                while chunk := resp.read(CHUNK_BYTES):
-                    out.write(chunk)
+            _stream(url, tmp, max_bytes)
             verify_sha256(tmp, sha256, shown_as=url)
 
         try:
@@ -75,6 +82,24 @@ def fetch(filename, sha256, mirrors, target_dir):
             failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
     message = f"could not download a verified {filename} ({'; '.join(failures)})"
     raise (ChecksumError if corrupted else OfflineError)(message)
+
+
+def _stream(url, path, max_bytes):
+    """Copy the body at `url` into `path`, refusing more than `max_bytes` or a body that takes too long."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    with open(path, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp:
+        declared = resp.headers.get("Content-Length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise ChecksumError(f"{url}: declares {int(declared):,} bytes, more than the {max_bytes:,} expected; "
+                                "rejected")
+        received = 0
+        while chunk := resp.read1(min(CHUNK_BYTES, max_bytes + 1 - received)):  # what has arrived, so slow bodies are timed
+            received += len(chunk)
+            if received > max_bytes:
+                raise ChecksumError(f"{url}: sent more than the {max_bytes:,} bytes expected; rejected")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"took longer than {DEADLINE_SECONDS} s")
+            out.write(chunk)
 
 
 def verify_sha256(path, expected, shown_as=None):
@@ -92,14 +117,14 @@ def verify_sha256(path, expected, shown_as=None):
 def download_set(name, files, default_mirrors):
     """Fetch every missing file of the built-in data set `name` into the cache; return its folder.
 
-    files : dict of role -> (file name, md5, sha256 of the content)
+    files : dict of role -> (file name, md5, sha256 and size in bytes of the uncompressed content)
     """
     target = cache_dir() / name
     names = [f[0] for f in files.values()]
     try:
-        for filename, _, sha256 in files.values():
+        for filename, _, sha256, size in files.values():
             if not (target / filename).is_file():
-                fetch(filename, sha256, mirrors_for(default_mirrors), target)
+                fetch(filename, sha256, mirrors_for(default_mirrors), target, max_bytes=size + SIZE_MARGIN_BYTES)
     except OfflineError as exc:
         raise OfflineError(
             f"{name} is not on disk and cannot be downloaded ({exc}); put {', '.join(names)} "

@@ -44,10 +44,33 @@ def read_bytes(path):
 
 
 def _read_limited(fh, path):
-    data = fh.read(MAX_PAYLOAD_BYTES + 1)
-    if len(data) > MAX_PAYLOAD_BYTES:
-        raise DataError(f"{path}: larger than {MAX_PAYLOAD_BYTES} bytes uncompressed; not an IDX file we can load")
+    """The file's bytes, never more than its header declares: a gzip bomb, or a file padded past
+    its data, is stopped after one byte too many instead of being inflated whole."""
+    head = fh.read(4)
+    if len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_DTYPES and head[3] > 0:
+        head += fh.read(4 * head[3])
+    declared = _declared_length(head, path)
+    if declared is None:  # not an IDX header: parse_idx says what is wrong with it
+        return head
+    data = head + fh.read(declared - len(head) + 1)
+    if len(data) > declared:
+        raise DataError(f"{path}: holds more than the {declared:,} bytes its IDX header declares (a damaged file or "
+                        "a decompression bomb); replace it with an intact copy")
     return data
+
+
+def _declared_length(head, source):
+    """Header plus payload length declared by a complete IDX header `head`; None when `head` is not one."""
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or head[3] == 0 or len(head) < 4 + 4 * head[3]:
+        return None
+    ndim = head[3]
+    shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    payload = _IDX_DTYPES[head[2]].itemsize
+    for dim in shape:
+        payload *= dim
+        if payload > MAX_PAYLOAD_BYTES:
+            raise DataError(f"{source}: header declares shape {shape}, too large to be real; the file is corrupted")
+    return 4 + 4 * ndim + payload
 
 
 def parse_idx(data, source="<bytes>"):

@@ -24,6 +24,17 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#dbdb8d", "#9edae5"]
 
 
+def script_json(value):
+    """`value` as JSON that is safe inside an HTML ``<script>`` element: ``<``, ``>`` and ``&`` are
+    written as \\u escapes (so a label like ``</script><script>...`` cannot close the element), as
+    are the line separators U+2028/U+2029, which old JavaScript parsers read as line ends."""
+    text = json.dumps(value)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                         ("\u2029", "\\u2029")):
+        text = text.replace(char, escape)
+    return text
+
+
 def _png_data_uri(image):
     """A uint8 (h, w) or (h, w, 3) array as a data: URI."""
     from PIL import Image
@@ -229,8 +240,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
         uri, cols = _atlas(tiles)
         atlas_html = f'<img id="atlas" src="{uri}" hidden alt="">'
         atlas_js = (f"const ATLAS = [{image_shape[0]}, {image_shape[1]}, {cols}];\n"
-                    f"const SHOWN_TILE = Object.fromEntries({json.dumps(shown.tolist())}.map((s, i) => [s, i]));")
-    names_js = f"const LABEL_NAMES = {json.dumps(list(class_names) if class_names else [])};"
+                    f"const SHOWN_TILE = Object.fromEntries({script_json(shown.tolist())}.map((s, i) => [s, i]));")
+    names_js = f"const LABEL_NAMES = {script_json(list(class_names) if class_names else [])};"
 
     title = f"{metrics['dataset']} · preset {metrics['preset']} · seed {metrics['seed']}"
     facts = {"samples": f"{metrics['n_samples']:,}", "features": metrics.get("n_features"),
@@ -274,7 +285,7 @@ def _page(title, heading, subtitle, body, figures, *, extra_js="", after_js=""):
     into the element whose id is its key."""
     import plotly.offline
 
-    plots_js = "\n".join(f"Plotly.newPlot('{key}', FIGURES['{key}'].data, FIGURES['{key}'].layout, "
+    plots_js = "\n".join(f"Plotly.newPlot({script_json(key)}, FIGURES[{script_json(key)}].data, FIGURES[{script_json(key)}].layout, "
                          "{responsive: true, displaylogo: false});" for key in figures)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -285,7 +296,7 @@ def _page(title, heading, subtitle, body, figures, *, extra_js="", after_js=""):
 {body}
 </main>
 <script>
-const FIGURES = {json.dumps(figures)};
+const FIGURES = {script_json(figures)};
 {extra_js}
 {plots_js}
 {after_js}
