@@ -55,7 +55,31 @@ def test_predict_places_new_points_and_agrees_on_training_points(fitted, digits_
     if est.mixture_ is None:
         assert agreement == 1.0  # nearest centre: exactly the fitted assignment
     else:
-        assert agreement > 0.95  # UMAP places a training point near, not exactly on, its fitted position
+        # UMAP places a training point near, not exactly on, its fitted position: measured 0.997-1.0
+        # on digits and MNIST's test images (docs/design.md); this briefly trained model is held to 0.98.
+        assert agreement >= 0.98
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+@pytest.mark.parametrize("preset", ["n2d", "umap"])
+def test_a_row_gets_the_same_cluster_whatever_it_is_batched_with(fitted, digits_split, preset, data):
+    """predict(X)[i] == predict(X[i:i+1]) and the same in any order or split, exactly."""
+    _, _, X_new, _ = digits_split
+    est = fitted[preset]
+    rows = data.draw(st.lists(st.integers(0, len(X_new) - 1), min_size=1, max_size=60), label="rows")
+    noise = data.draw(st.floats(0, 2), label="noise")
+    X = X_new[rows] + noise * np.random.default_rng(len(rows)).normal(size=(len(rows), X_new.shape[1]))
+    whole = est.predict(X)
+    cuts = sorted(data.draw(st.lists(st.integers(1, max(1, len(X) - 1)), max_size=5), label="cuts"))
+    order = np.asarray(data.draw(st.permutations(range(len(X))), label="order"))
+    pieces = np.empty_like(whole)
+    for part in np.split(order, cuts):
+        if len(part):
+            pieces[part] = est.predict(X[part])
+    assert np.array_equal(whole, pieces)
+    i = data.draw(st.integers(0, len(X) - 1), label="single")
+    assert est.predict(X[i : i + 1])[0] == whole[i]
 
 
 @pytest.mark.parametrize("preset", METHOD_PRESETS)

@@ -35,6 +35,8 @@ DEFAULTS = {"n_neighbors": 20, "min_dist": 0.0}
 # Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
 MAX_UMAP_FIT_SAMPLES = 100_000
 TRANSFORM_BATCH = 50_000
+# Layout epochs placing new points (umap-learn's transform: 100 up to 10,000 points, 30 above).
+TRANSFORM_EPOCHS = 100
 INT32_MIN, INT32_MAX = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1
 
 
@@ -114,8 +116,7 @@ class UmapEmbedding:
     def transform(self, X):
         """Place new points `X` in the fitted embedding (training data held fixed)."""
         from umap.layouts import optimize_layout_euclidean
-        from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
-        from scipy.sparse import coo_matrix
+        from umap.umap_ import compute_membership_strengths, smooth_knn_dist
 
         X = np.ascontiguousarray(X, dtype=np.float32)
         if len(X) == 0:
@@ -138,14 +139,17 @@ class UmapEmbedding:
         has_duplicate = duplicate.any(axis=1)
         start[has_duplicate] = self.embedding_[indices[has_duplicate, duplicate[has_duplicate].argmax(axis=1)]]
         start = np.ascontiguousarray(start, dtype=np.float32)
-        n_epochs = 100 if len(X) <= 10_000 else 30
-        graph = coo_matrix((vals, (rows, cols)), shape=(len(X), n_fit))
-        graph.data[graph.data < graph.data.max() / n_epochs] = 0.0
-        graph.eliminate_zeros()
+        # Each row is placed on its own: a fixed number of epochs and edge weights taken as they are
+        # (not relative to the batch's largest), so a row's place does not depend on its batch.
+        n_epochs = TRANSFORM_EPOCHS
+        weights = vals.astype(np.float64)
+        keep = weights >= 1.0 / n_epochs
+        epochs_per_sample = 1.0 / weights[keep]
         rng_state = np.random.RandomState(self.random_state).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
+        # umap-learn seeds each row's negative samples from the row's start, so rows stay independent.
         return optimize_layout_euclidean(
-            start, self.embedding_.copy(), graph.row, graph.col, n_epochs, n_fit,
-            make_epochs_per_sample(graph.data, n_epochs), self.a_, self.b_, rng_state,
+            start, self.embedding_.copy(), rows[keep], cols[keep], n_epochs, n_fit, epochs_per_sample,
+            self.a_, self.b_, rng_state,
             1.0,  # repulsion strength (umap-learn's default)
             0.25,  # learning rate: umap-learn's transform uses a quarter of the fit's 1.0
             5,  # negative samples per positive one (umap-learn's default)
