@@ -35,7 +35,17 @@ def test_run_writes_the_run_directory(run_dir):
         assert key in metrics, key
     assert metrics["n_samples"] == 300 and metrics["seed"] == 3 and metrics["dataset"] == "digits"
     assert set(metrics["pixels"]) == {"acc", "nmi", "ari", "purity", "mean_cluster_purity"}
-    assert 0 <= metrics["acc"] <= 1 and 0 <= metrics["pixels"]["acc"] <= 1
+    # The scores are those of the saved assignments, and of k-means on the scaled pixels, recomputed here.
+    from sklearn.cluster import KMeans
+
+    from encluster import load_dataset
+    from encluster.metrics import clustering_accuracy
+    from encluster.scaling import Scaler
+
+    data = load_dataset("digits", max_samples=300, random_state=3, scale=False)
+    assert metrics["acc"] == pytest.approx(clustering_accuracy(data.y, np.load(run_dir / "assignments.npy")))
+    pixels = KMeans(10, n_init=10, random_state=3).fit_predict(Scaler.fit(data.X).transform(data.X))
+    assert metrics["pixels"]["acc"] == pytest.approx(clustering_accuracy(data.y, pixels))
     codes, labels = np.load(run_dir / "codes.npy"), np.load(run_dir / "assignments.npy")
     assert codes.shape == (300, 3) and labels.shape == (300,)
     assert sum(metrics["cluster_sizes"]) == 300

@@ -162,7 +162,10 @@ def test_tampered_model_json(tmp_path_factory, saved_model, key, data):
         meta[key] = data.draw(json_values)
     folder = tmp_path_factory.mktemp("m")
     _write_model(folder, json.dumps(meta), weights)
-    assert loads_or_model_error(folder, X) in (True, False)
+    # model.json is signed by the copy inside the weights file: any real change is refused, and
+    # drawing the value it already had changes nothing.
+    changed = json.dumps(meta, sort_keys=True) != json.dumps(json.loads(meta_text), sort_keys=True)
+    assert loads_or_model_error(folder, X) is (not changed)
 
 
 @FUZZ
@@ -175,7 +178,12 @@ def test_mutated_weights_with_matching_checksum(tmp_path_factory, saved_model, e
     meta["weights_sha256"] = hashlib.sha256(bad).hexdigest()
     folder = tmp_path_factory.mktemp("m")
     _write_model(folder, json.dumps(meta), bad)
-    assert loads_or_model_error(folder, X) in (True, False)
+    loaded = loads_or_model_error(folder, X)  # anything but our ModelError propagates and fails
+    # Edits past safetensors' header only change weight values: a model that was re-signed on
+    # purpose, which must load and predict (its header, shapes and description are intact).
+    data_start = 8 + int.from_bytes(weights[:8], "little")
+    if all(position % len(weights) >= data_start for position, _ in edits):
+        assert loaded is True
 
 
 @FUZZ

@@ -209,15 +209,25 @@ def test_soft_assignments_follow_distance(codes, centers):
 
 @settings(max_examples=100, deadline=None)
 @given(raw=arrays(np.float64, st.tuples(st.integers(2, 30), st.integers(2, 6)), elements=st.floats(0.01, 1)))
-def test_target_distribution_is_dec_equation_3(raw):
+def test_target_distribution_sharpens_each_row_and_sums_to_one(raw):
+    """Properties of DEC's target (eq. 3): rows sum to 1, uniform stays uniform, and within a row
+    the order of the clusters, weighted by their frequency, is kept while the largest grows."""
     q = torch.as_tensor(raw / raw.sum(axis=1, keepdims=True))
     p = target_distribution(q)
     assert torch.allclose(p.sum(dim=1), torch.ones(len(q), dtype=torch.float64))
     uniform = target_distribution(torch.full_like(q, 1 / q.shape[1]))
     assert torch.allclose(uniform, torch.full_like(q, 1 / q.shape[1]))
-    frequency = q.sum(dim=0)
-    expected = q**2 / frequency
-    assert torch.allclose(p, expected / expected.sum(dim=1, keepdim=True))
+    # p_ij / p_ik = (q_ij / q_ik)^2 * f_k / f_j: the odds of two clusters are squared, then reweighted.
+    f = q.sum(dim=0)
+    odds = (p[:, 0] / p[:, 1]) / ((q[:, 0] / q[:, 1]) ** 2 * f[1] / f[0])
+    assert torch.allclose(odds, torch.ones_like(odds))
+
+
+def test_target_distribution_worked_by_hand():
+    """q = [[0.9, 0.1], [0.5, 0.5]]: frequencies 1.4 and 0.6, so row 0 becomes
+    0.81/1.4 : 0.01/0.6 = 0.486 : 0.014 -> [0.972, 0.028], and row 1 0.25/1.4 : 0.25/0.6 -> [0.3, 0.7]."""
+    p = target_distribution(torch.tensor([[0.9, 0.1], [0.5, 0.5]], dtype=torch.float64))
+    assert torch.allclose(p, torch.tensor([[0.972, 0.028], [0.3, 0.7]], dtype=torch.float64))
 
 
 def test_a_component_no_sample_chose_still_gets_a_decodable_centre(monkeypatch):

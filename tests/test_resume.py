@@ -99,14 +99,18 @@ def test_sigkill_at_several_points_then_resume(uninterrupted, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         kills += 1
-        if out.exists():  # it finished before the kill: then it must be complete
+        if out.exists():  # it finished before the kill landed: then it must be complete
+            assert {"metrics.json", "config.json", "assignments.npy", "model.json", "model.safetensors"} <= \
+                {p.name for p in out.iterdir()}
+            assert not checkpoint_of(out).parent.exists()
             break
-        assert not (out / "metrics.json").exists()
+        # Killed: no folder that could pass for a result, and the hidden one can be resumed.
+        assert (checkpoint_of(out).parent / "config.json").is_file()
         proc = start("--resume", out, "-q")
     else:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
-    assert kills == 5
+    assert kills >= 3  # the kills landed in training, not after the run had finished
     labels, history = uninterrupted
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.array_equal(np.load(out / "assignments.npy"), labels)
