@@ -54,7 +54,34 @@ def test_run_writes_the_run_directory(run_dir):
 def test_config_reruns_exactly(run_dir, tmp_path):
     result = encluster("run", "--config", run_dir / "config.json", "--out", tmp_path / "again", "-q")
     assert result.returncode == 0, result.stderr
+    assert "elsewhere" not in result.stderr  # same machine, same libraries: nothing to warn of
     assert np.array_equal(np.load(run_dir / "assignments.npy"), np.load(tmp_path / "again" / "assignments.npy"))
+
+
+def test_a_run_records_what_its_labels_depend_on(run_dir):
+    import torch
+
+    from encluster.provenance import LIBRARIES, cpu_name
+
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = json.loads((run_dir / "model.json").read_text())
+    assert config["run"]["precision"] == "float32"  # resolved when the run started, not left to the machine
+    for env in (config["environment"], metrics["environment"], model["environment"]):
+        assert set(env["libraries"]) == set(LIBRARIES) and env["libraries"]["torch"] == torch.__version__
+        assert env["torch_threads"] == torch.get_num_threads() and env["cpu"] == cpu_name()
+        assert env["precision"] == "float32"
+
+
+def test_config_from_another_environment_warns_in_one_line(run_dir, tmp_path):
+    config = json.loads((run_dir / "config.json").read_text())
+    config["environment"]["libraries"]["torch"] = "1.0.0"
+    config["environment"]["torch_threads"] = 64
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    result = encluster("run", "--config", tmp_path / "c.json", "--out", tmp_path / "again", "-q")
+    assert result.returncode == 0, result.stderr
+    warning = [line for line in result.stderr.splitlines() if "elsewhere" in line]
+    assert len(warning) == 1 and "torch 1.0.0 here" in warning[0] and "torch_threads 64 here" in warning[0]
 
 
 def test_predict_with_saved_model(run_dir, tmp_path):

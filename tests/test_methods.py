@@ -246,3 +246,25 @@ def test_a_component_no_sample_chose_still_gets_a_decodable_centre(monkeypatch):
     assert np.bincount(est.labels_, minlength=3)[2] == 0
     assert np.isfinite(est.cluster_centers_).all()
     assert np.isfinite(est.decode(est.cluster_centers_)).all()
+
+
+@pytest.mark.parametrize("preset", ["umap", "n2d"])
+def test_a_model_saved_without_its_training_rows_holds_none_and_refuses_to_predict(fitted, digits_split, preset,
+                                                                                    tmp_path):
+    from safetensors import safe_open
+
+    from encluster.errors import ModelError
+
+    X, _, X_new, _ = digits_split
+    est = fitted[preset]
+    est.save(tmp_path / "with")
+    est.save(tmp_path / "without", training_rows=False)
+    with safe_open(tmp_path / "with" / "model.safetensors", "np") as full:
+        assert full.get_tensor("umap.fit_data").shape[0] == len(X)  # what the docs warn of
+    with safe_open(tmp_path / "without" / "model.safetensors", "np") as bare:
+        assert not [k for k in bare.keys() if k.startswith("umap.")]
+    loaded = EncodingClusterer.load(tmp_path / "without")
+    np.testing.assert_array_equal(loaded.transform(X_new), est.transform(X_new))
+    np.testing.assert_array_equal(loaded.cluster_centers_, est.cluster_centers_)
+    with pytest.raises(ModelError, match="saved without its training rows"):
+        loaded.predict(X_new)

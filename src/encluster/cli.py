@@ -134,9 +134,10 @@ def _cmd_run(args):
 def _run_config(args):
     import dataclasses
 
-    from .runs import RunConfig
+    from .runs import RunConfig, warn_if_environment_differs
 
     if args.config:
+        warn_if_environment_differs(args.config)
         return RunConfig.from_json(args.config)
     # A flag not given is None: the config's own default (the preset's, for a preset's setting) stays.
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}

@@ -239,12 +239,21 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             raise DataError(f"codes have width {codes.shape[1]}; this model's code size is {width}")
         return encode.decode(self.autoencoder_, codes)
 
-    def save(self, path):
-        """Write the fitted model to the folder `path` (model.safetensors + model.json)."""
+    def save(self, path, *, training_rows=True):
+        """Write the fitted model to the folder `path` (model.safetensors + model.json), without pickle.
+
+        What the file holds besides the network and the clusters: for the methods that embed with
+        UMAP (n2d, umap, the default), the rows UMAP was fitted on (up to 100,000), because placing
+        a new point needs its nearest training points. For n2d and the default these are the
+        training samples' codes, which the decoder turns back into approximate samples; for
+        ``umap`` they are the scaled training samples themselves. Whoever receives the file
+        receives them. ``training_rows=False`` leaves them out: the loaded model keeps its labels,
+        centres, `transform` and `decode`, but `predict` is refused with a message saying why.
+        """
         from .persistence import save_model
 
         self._check_fitted()
-        save_model(self, path)
+        save_model(self, path, training_rows=training_rows)
 
     @classmethod
     def load(cls, path):

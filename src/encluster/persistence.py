@@ -19,6 +19,7 @@ from . import __version__
 from .atomic import atomic_write, atomic_write_json
 from .errors import ModelError
 from .models import AutoencoderSpec
+from .provenance import environment
 from .scaling import MODES, Scaler
 from .stages import cluster, embed, encode
 from .training import TrainingConfig
@@ -29,11 +30,11 @@ WEIGHTS = "model.safetensors"
 META = "model.json"
 
 
-def save_model(est, path):
+def save_model(est, path, *, training_rows=True):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     network, described_network = encode.to_arrays(est.autoencoder_)
-    umap_arrays, umap_settings = embed.to_arrays(est.embedding_)
+    umap_arrays, umap_settings = embed.to_arrays(est.embedding_, training_rows)
     arrays = {**umap_arrays, **cluster.to_arrays(cluster.Clusters(est.labels_, est.cluster_centers_, est.mixture_))}
     if est.scaler_.mode == "minmax":
         arrays.update({"scaler.data_min": est.scaler_.data_min, "scaler.data_max": est.scaler_.data_max})
@@ -54,6 +55,7 @@ def save_model(est, path):
         "n_clusters": int(est.cluster_centers_.shape[0]),
         "seed": int(est.seed_),
         "history": [float(h) for h in est.history_],
+        "environment": environment(est.training_.precision),
     }
     digest = {}
 

@@ -25,11 +25,12 @@ from .estimator import EncodingClusterer
 from .memory import peak_memory_mb
 from .metrics import score_run
 from .params import run_default
+from .provenance import differences, environment
 from .report import write_report
 from .rundir import StagedDir
 from .scaling import ScaledRows
 from .stages import SETTINGS
-from .training import Checkpoint, TrainingInterrupted, stop_on_sigint
+from .training import Checkpoint, TrainingInterrupted, resolve_precision, stop_on_sigint
 
 log = logging.getLogger(__name__)
 # What a run does besides the estimator's settings: which data, and what it writes.
@@ -95,6 +96,7 @@ def run_experiment(config, out_dir=None, *, force=False, verbose=0):
     """
     group = current()
     _check_batches(config, group)  # before anything is written, so a refused launch leaves nothing behind
+    config = _with_resolved_precision(config)
     run_dir = Path(out_dir) if out_dir is not None else config.default_run_dir()
     staged = StagedDir(run_dir, force=force) if group.is_main else None
     if staged is not None:
@@ -103,7 +105,34 @@ def run_experiment(config, out_dir=None, *, force=False, verbose=0):
 
 
 def _write_config(staged, config):
-    atomic_write_json(staged.path / "config.json", {"encluster_version": __version__, "run": dataclasses.asdict(config)})
+    atomic_write_json(staged.path / "config.json", {"encluster_version": __version__,
+                                                    "environment": environment(config.precision),
+                                                    "run": dataclasses.asdict(config)})
+
+
+def _with_resolved_precision(config):
+    """`config` with precision "auto" (or the preset's) replaced by what this machine computes in,
+    so that ``--config`` reruns it in the same precision wherever it runs."""
+    settings = config.estimator()._resolved()
+    device = torch.device(settings["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return config  # the fit names the problem
+    return dataclasses.replace(config, precision=resolve_precision(settings["precision"], device))
+
+
+def warn_if_environment_differs(path):
+    """Say in one line when the run recorded in the config.json at `path` ran with other library
+    versions, threads, precision or CPU than this process has: its labels may then differ."""
+    try:
+        recorded = json.loads(Path(path).read_text(encoding="utf-8")).get("environment")
+    except (OSError, ValueError, AttributeError):
+        return  # RunConfig.from_json names the problem
+    if not recorded:
+        return
+    found = differences(recorded, environment(recorded.get("precision")))
+    if found:
+        log.warning("rerunning a run made elsewhere: %s; the labels may differ (docs/reproducibility.md)",
+                    ", ".join(found))
 
 
 def _check_batches(config, group):
@@ -189,6 +218,7 @@ def _run(config, out, checkpoint, verbose):
         "seed": int(config.random_state),
         "world_size": int(est.world_size_),
         "precision": est.training_.precision,
+        "environment": environment(est.training_.precision),
         "final_loss": est.history_[-1] if est.history_ else None,
         "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }

@@ -197,11 +197,16 @@ def apply(embedding, codes):
                            for start in range(0, len(codes), TRANSFORM_BATCH)])
 
 
-def to_arrays(embedding):
-    """The embedding's arrays by name (for safetensors) and its settings (for JSON)."""
+def to_arrays(embedding, training_rows=True):
+    """The embedding's arrays by name (for safetensors) and its settings (for JSON). UMAP places a
+    new point by its nearest training points, so these include every training row UMAP was fitted
+    on (the codes; for method umap, the scaled input itself); ``training_rows=False`` leaves them
+    out, and the loaded model then cannot place new points."""
     if embedding is None:
         return {}, None
     arrays, described = embedding.to_arrays()
+    if not training_rows:
+        return {}, {**described, "training_rows": False}
     return {f"umap.{k}": v for k, v in arrays.items()}, described
 
 
@@ -209,6 +214,8 @@ def from_arrays(arrays, described, code_size, where):
     """Rebuild the embedding `to_arrays` described, checked against the code size."""
     if described is None:
         return None
+    if described.get("training_rows", True) is False:
+        return WithoutTrainingRows(described)
     try:
         fit_data, embedded = arrays["umap.fit_data"], arrays["umap.embedding"]
         width = int(described["n_components"])
@@ -218,3 +225,19 @@ def from_arrays(arrays, described, code_size, where):
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: the UMAP embedding is missing or inconsistent ({exc}); "
                          "the model is damaged, re-save it") from None
+
+
+class WithoutTrainingRows:
+    """The embedding of a model saved without its training rows: its width is known, but it cannot
+    place new points, and says so."""
+
+    def __init__(self, described):
+        self.n_components = int(described["n_components"])
+        self.n_epochs = described.get("n_epochs")
+
+    def transform(self, X):
+        raise ModelError("this model was saved without its training rows (save(path, training_rows=False)), "
+                         "which UMAP needs to place new points; predict with a copy saved with them, or refit")
+
+    def to_arrays(self):
+        raise ModelError("this model was saved without its training rows; it cannot be saved with them again")
