@@ -115,11 +115,19 @@ def test_existing_out_needs_force(run_dir):
     assert (run_dir / "metrics.json").read_text() == before
 
 
-def test_datasets_lists_builtins():
-    result = encluster("datasets")
+def test_datasets_lists_builtins_readably_in_80_columns():
+    import os
+
+    from encluster.data import BUNDLED_DIR
+
+    result = subprocess.run([sys.executable, "-m", "encluster", "datasets"], capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "80"}, timeout=120)
     assert result.returncode == 0
     for name in ("mnist", "fashion-mnist", "digits"):
-        assert name in result.stdout
+        assert f"{name}: " in result.stdout
+    assert f"where: {BUNDLED_DIR / 'mnist'}\n" in result.stdout  # the whole path, on one line
+    assert "Zalando Research" in result.stdout  # credits are not cut off
+    assert all(len(line) <= 80 for line in result.stdout.splitlines() if str(BUNDLED_DIR) not in line)
 
 
 @pytest.mark.parametrize("args, code, fragment", [

@@ -4,7 +4,6 @@ a line in the README, each preset names only declared settings, and each value t
 import dataclasses
 import inspect
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +14,12 @@ from sklearn.utils.estimator_checks import estimator_checks_generator
 from encluster import EncodingClusterer
 from encluster.cli import build_parser
 from encluster.errors import ConfigError
-from encluster.params import Either, Interval, Options, Sizes, markdown_table
+from encluster.params import Either, Interval, Options, Sizes
 from encluster.presets import ALIASES, DEFAULT_PRESET, PRESET_NAMES, get_preset, read_preset
 from encluster.runs import RunConfig
 from encluster.stages import GROUPS, METHODS, SETTINGS
 
-README = Path(__file__).parent.parent / "README.md"
+DOCS = Path(__file__).parent.parent / "docs"
 PARAMETERS = [name for name in inspect.signature(EncodingClusterer).parameters]
 # The one parameter without a flag of its own: the command line's -q/--quiet sets it.
 NO_FLAG = {"verbose"}
@@ -95,12 +94,23 @@ def test_a_preset_with_an_unknown_setting_is_refused(monkeypatch):
         presets.get_preset("n2d")
 
 
-def test_readme_settings_table_is_generated_from_the_declarations():
-    text = README.read_text()
-    block = re.search(r"<!-- settings:start -->\n(.*?)<!-- settings:end -->", text, re.S)
-    assert block, "README has no generated settings block"
-    assert block.group(1).strip() == markdown_table(GROUPS, get_preset(DEFAULT_PRESET)).strip(), \
-        "README's settings table is stale: run python docs/generate.py"
+def test_the_docs_show_every_setting_and_every_flag_generated_from_the_code():
+    """docs/hooks.py fills the methods page's settings table and the CLI reference when the site is
+    built; both come from the declarations, so every setting and flag is there."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hooks", DOCS / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    methods = hooks.on_page_markdown((DOCS / "methods.md").read_text())
+    cli = hooks.on_page_markdown((DOCS / "cli.md").read_text())
+    assert "{{" not in methods and "{{" not in cli
+    for setting in SETTINGS:
+        assert f"| `{setting.name}` |" in methods
+        if setting.flag != "":
+            assert setting.option in cli
+    for command in ("encluster run", "encluster predict", "encluster report", "encluster compare", "encluster datasets"):
+        assert f"## `{command}`" in cli
 
 
 def _example(allowed, draw):

@@ -223,19 +223,10 @@ def _cmd_compare(args):
 
 
 def _cmd_datasets(args):
-    from rich.console import Console
-    from rich.table import Table
-
     from .data import describe_builtin
+    from .summary import print_datasets
 
-    table = Table(title="built-in data sets")
-    for col in ("name", "what", "where", "credit"):
-        table.add_column(col)
-    for row in describe_builtin():
-        table.add_row(*row)
-    Console().print(table)
-    print("Your own data: a .npy file (array X), .npz (arrays X and optional y), .csv (numeric; "
-          "--label-column NAME) or a folder of images (one sub-folder per class, optional).")
+    print_datasets(describe_builtin())
     return 0
 
 

@@ -32,6 +32,7 @@ def environment(precision):
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    versions["torch"] = torch.__version__  # with its build: +cpu, +cu121 ...
     return {"libraries": versions, "torch_threads": torch.get_num_threads(), "precision": precision,
             "cpu": cpu_name(), "python": platform.python_version()}
 

@@ -1,6 +1,8 @@
 """What the terminal shows: a finished run's scores, and several runs side by side."""
 
 import json
+import shutil
+import textwrap
 from pathlib import Path
 
 from rich.console import Console
@@ -63,3 +65,18 @@ def print_comparison(runs):
     if not console.is_terminal:
         console = Console(width=160)  # piped output: do not squeeze the table into 80 columns
     console.print(table)
+
+
+def print_datasets(rows):
+    """The built-in data sets, one block each, wrapped to the terminal (80 columns when piped);
+    a path stays on one line of its own, whole, so it can be copied."""
+    width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+    print("built-in data sets")
+    for name, what, where, credit in rows:
+        print(f"\n{name}: {what}")
+        print(textwrap.fill(where, width, initial_indent="  where: ", subsequent_indent="         ",
+                            break_long_words=False, break_on_hyphens=False))
+        print(textwrap.fill(credit, width, initial_indent="  credit: ", subsequent_indent="          "))
+    print()
+    print(textwrap.fill("Your own data: a .npy file (array X), .npz (arrays X and optional y), .csv (numeric; "
+                        "--label-column NAME) or a folder of images (one sub-folder per class, optional).", width))

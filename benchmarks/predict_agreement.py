@@ -1,0 +1,53 @@
+"""How often predict(X_train) gives the fitted label, and whether predict is row-exact, for a
+few layout-epoch counts of UMAP's transform (the label-free figure TRANSFORM_EPOCHS was chosen by).
+
+    python benchmarks/predict_agreement.py      # writes results/predict_agreement.{json,md}
+
+Each row fits one model (seed 0), then for each epoch count predicts the training data whole,
+times it, and predicts it again shuffled in 7 uneven batches: row-exact means both agree on
+every row. Nothing here looks at the data's labels.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from machine import describe, machine
+
+RESULTS = Path(__file__).parent / "results"
+CASES = [("digits", "all", "n2d"), ("digits", "all", "umap"), ("digits", "all", "default"), ("mnist", "test", "default")]
+
+
+def main():
+    from encluster import EncodingClusterer, load_dataset
+    from encluster.stages import embed
+
+    rows = []
+    for name, split, preset in CASES:
+        data = load_dataset(name, split=split, scale=False)
+        est = EncodingClusterer(10, preset=preset, random_state=0).fit(data.X)
+        for epochs in (30, 100, 200):
+            embed.TRANSFORM_EPOCHS = epochs
+            started = time.perf_counter()
+            whole = est.predict(data.X)
+            seconds = time.perf_counter() - started
+            batched = np.empty_like(whole)
+            for part in np.array_split(np.random.default_rng(1).permutation(len(data.X)), 7):
+                batched[part] = est.predict(data.X[part])
+            rows.append({"dataset": f"{name}-{split}", "preset": preset, "transform_epochs": epochs,
+                         "agreement": round(float((whole == est.labels_).mean()), 4),
+                         "predict_s": round(seconds, 2), "row_exact": bool((whole == batched).all())})
+            print(rows[-1], flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "predict_agreement.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    lines = [f"# predict on the training data: agreement with labels_ ({describe()})", "",
+             "| data set | preset | transform epochs | agreement | predict s | row-exact |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['dataset']} | {r['preset']} | {r['transform_epochs']} | {r['agreement']:.4f} | {r['predict_s']} | "
+              f"{'yes' if r['row_exact'] else 'no'} |" for r in rows]
+    (RESULTS / "predict_agreement.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
