@@ -195,3 +195,11 @@ def test_random_model_json_bytes(tmp_path_factory, saved_model, data):
     (folder / "model.json").write_bytes(data)
     (folder / "model.safetensors").write_bytes(weights)
     assert loads_or_model_error(folder, X) is False  # random bytes are never a valid description
+
+
+def test_a_header_cell_with_a_line_break_still_gives_a_one_line_error(tmp_path):
+    """Found by hypothesis: a quoted header cell holding a newline made the message two lines."""
+    (tmp_path / "x.csv").write_text('"a\nb",c\n;,1\n')
+    with pytest.raises(DataError, match=r"line 2, column a b: ';' is not a number") as info:
+        load_file(tmp_path / "x.csv")
+    assert "\n" not in str(info.value)

@@ -133,7 +133,14 @@ def test_non_image_report(browser, table_run):
     traces = page.evaluate(TRACE_SUMMARY)
     assert len(traces["label"]) == 3 and sum(traces["label"]) == 180
     assert page.query_selector_all("img.centroid") == [] and page.query_selector("#atlas") is None
-    assert "not images" in page.inner_text("body")
+    # A table's clusters are described by their features: a heatmap of clusters x features, and
+    # hovering a point shows that row's values.
+    heatmap = page.evaluate("() => document.getElementById('profiles').data[0]")
+    assert len(heatmap["z"]) == metrics["n_clusters"] and heatmap["x"] == [f"x{i}" for i in range(7)]
+    page.evaluate("""() => { const s = document.getElementById('scatter');
+        s.emit('plotly_hover', {points: [{customdata: s.data[0].customdata[0]}]}); }""")
+    assert "x0: " in page.inner_text("#hover-text") and "x6: " in page.inner_text("#hover-text")
+    assert "UMAP embedding" in page.evaluate("() => document.getElementById('scatter').layout.title.text")
     assert "raw features" in page.inner_text("table.scores") and "raw pixels" not in page.inner_text("body")
     for kind, name, value, _ in page.evaluate(SCORES):
         assert value == (metrics[name] if kind == "encoding" else metrics["pixels"][name])

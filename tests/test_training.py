@@ -133,8 +133,8 @@ def test_bfloat16_computes_in_bfloat16_keeps_float32_weights_and_learns_as_float
 def test_precision_auto_follows_the_cpu_and_explicit_values_pass(monkeypatch):
     cpu = torch.device("cpu")
     for avx512_bf16, amx, expected in ((True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")):
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=amx: value)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda value=avx512_bf16: value, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda value=amx: value, raising=False)
         assert resolve_precision("auto", cpu) == expected
         assert resolve_precision("float32", cpu) == "float32" and resolve_precision("bfloat16", cpu) == "bfloat16"
 

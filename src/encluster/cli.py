@@ -177,20 +177,20 @@ def _cmd_predict(args):
 
 
 def _training_label_column(run_dir, data):
-    """The label column the run was trained with, when DATA is a CSV whose header has it too.
+    """The label column the run was trained with, when DATA is a table (CSV, Parquet) that has it too.
 
-    So a CSV laid out like the training file, labels and all, is assigned as it is.
+    So a table laid out like the training file, labels and all, is assigned as it is.
     """
     from .runs import RunConfig
 
-    if data.suffix.lower() != ".csv" or not (run_dir / "config.json").is_file():
+    if data.suffix.lower() not in (".csv", ".parquet") or not (run_dir / "config.json").is_file():
         return None
     name = RunConfig.from_json(run_dir / "config.json").label_column
     if name is None:
         return None
-    from .formats import csv_header
+    from .formats import column_names
 
-    if name not in csv_header(data):
+    if name not in column_names(data):
         return None
     print(f"leaving out column {name!r}, the label column the model was trained with")
     return name

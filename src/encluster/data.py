@@ -31,6 +31,8 @@ class Dataset:
         ``(height, width)`` or ``(height, width, 3)`` when samples are images.
     class_names : list of str or None
         Name of each label value, when known.
+    feature_names : list of str or None
+        Name of each feature (a table's column names), when known.
     """
 
     name: str
@@ -38,6 +40,7 @@ class Dataset:
     y: np.ndarray | None = None
     image_shape: tuple | None = None
     class_names: list | None = None
+    feature_names: list | None = None
 
     @property
     def n_samples(self):
@@ -199,7 +202,7 @@ def _subset(dataset, max_samples, random_state):
     rng = np.random.default_rng(random_state)
     keep = np.sort(rng.choice(dataset.n_samples, size=max_samples, replace=False))
     y = None if dataset.y is None else dataset.y[keep]
-    return Dataset(dataset.name, dataset.X[keep], y, dataset.image_shape, dataset.class_names)
+    return Dataset(dataset.name, dataset.X[keep], y, dataset.image_shape, dataset.class_names, dataset.feature_names)
 
 
 def describe_builtin(data_dir=None):

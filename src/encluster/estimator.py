@@ -6,6 +6,7 @@ there, each left at None taking the preset's value."""
 import inspect
 import logging
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -146,7 +147,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         encoding, embedding = take(encode.EncodeSettings, values), take(embed.EmbedSettings, values)
         clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
         training = encode.training_config(encoding, device)
-        X = check_samples(X)
+        names = _column_names(X)
+        X = check_samples(_numeric_columns(X))
         group = current()
         k = clustering.n_clusters
         if k != "auto":
@@ -197,6 +199,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             self.codes_ = self._encode_shards(data, group)
         self.timings_["cluster"] = time.perf_counter() - clock
         self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_  # a refit on an unnamed array forgets the earlier names
         return self
 
     def _check_fitted(self):
@@ -204,11 +210,30 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             raise NotFittedError("this EncodingClusterer is not fitted yet; call fit(X) or load a saved model first")
 
     def _check_width(self, X):
-        X = check_samples(X)
+        self._check_names(_column_names(X))
+        X = check_samples(_numeric_columns(X))
         if X.shape[1] != self.n_features_in_:
             raise DataError(f"X has {X.shape[1]} features, but EncodingClusterer is expecting {self.n_features_in_} "
                             "features as input (the training data's width); give data of the same width and layout")
         return X
+
+    def _check_names(self, names):
+        """Columns by name, as scikit-learn checks them: the same names in the same order as in fit."""
+        fitted = getattr(self, "feature_names_in_", None)
+        if names is None and fitted is not None:
+            warnings.warn("X does not have valid feature names, but EncodingClusterer was fitted with feature names",
+                          UserWarning, stacklevel=3)
+        elif names is not None and fitted is None:
+            warnings.warn("X has feature names, but EncodingClusterer was fitted without feature names", UserWarning,
+                          stacklevel=3)
+        elif names is not None and list(names) != list(fitted):
+            missing = [n for n in fitted if n not in set(names)]
+            unexpected = [n for n in names if n not in set(fitted)]
+            detail = (f"missing {missing}" if missing else "") + (
+                f"{'; ' if missing else ''}unexpected {unexpected}" if unexpected else "")
+            raise DataError("The feature names should match those that were passed during fit: "
+                            f"{detail or 'the same columns in another order'}; give the columns of the training "
+                            f"data, in its order: {list(fitted)}")
 
     def _encode_shards(self, data, group):
         """Codes of all of `data`: each process encodes its shard, and the shards are gathered in order."""
@@ -264,6 +289,26 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
 
 EncodingClusterer.__doc__ = EncodingClusterer.__doc__.replace("{parameters}", _parameters_doc())
+
+
+def _column_names(X):
+    """A data frame's column names when every one is a string (scikit-learn's rule), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not all(isinstance(c, str) for c in columns):
+        return None
+    return np.asarray(list(columns), dtype=object)
+
+
+def _numeric_columns(X):
+    """A data frame as an array, after naming the first column that holds anything but numbers."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "columns"):
+        return X
+    for column, dtype in zip(X.columns, dtypes):
+        if getattr(dtype, "kind", "O") not in "biuf":
+            raise DataError(f"column {column!r} holds {dtype}, not numbers; drop it, or encode it as numbers "
+                            "(for categories, e.g. pandas.get_dummies)")
+    return X.to_numpy()
 
 
 def _check_device(name):

@@ -28,11 +28,12 @@ def load_file(path, *, label_column=None):
     if path.is_dir():
         return _load_image_folder(path)
     suffix = path.suffix.lower()
-    readers = {".npy": _load_npy, ".npz": _load_npz, ".csv": lambda p: _load_csv(p, label_column)}
+    readers = {".npy": _load_npy, ".npz": _load_npz, ".csv": lambda p: _load_csv(p, label_column),
+               ".parquet": lambda p: _load_parquet(p, label_column)}
     if suffix not in readers:
-        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; use .npy, .npz, .csv or an image folder")
-    if label_column is not None and suffix != ".csv":
-        raise DataError(f"{path}: --label-column only applies to CSV files; store labels as y in an .npz")
+        raise DataError(f"{path}: unsupported file type {suffix or '(none)'}; use .npy, .npz, .csv, .parquet or an image folder")
+    if label_column is not None and suffix not in (".csv", ".parquet"):
+        raise DataError(f"{path}: --label-column only applies to CSV and Parquet files; store labels as y in an .npz")
     try:
         return readers[suffix](path)
     except PermissionError:
@@ -110,13 +111,18 @@ def _load_npz(path):
     return _as_image_stack(path, arrays["X"], arrays.get("y"))
 
 
-def csv_header(path):
-    """The stripped column names of a CSV file's first line; empty when it cannot be read
-    (`load_file` then names the problem)."""
+def column_names(path):
+    """A table's column names: a CSV's stripped first line, a Parquet file's schema; empty when
+    they cannot be read (`load_file` then names the problem)."""
+    path = Path(path)
     try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
         with open(path, newline="", encoding="utf-8") as fh:
             return [c.strip() for c in next(csv.reader(fh), [])]
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except Exception:  # unreadable, not UTF-8, no pyarrow, a damaged file ...: load_file names it
         return []
 
 
@@ -162,7 +168,7 @@ def _load_csv(path, label_column):
             try:
                 X[i, k] = float(row[j])
             except ValueError:
-                col = header[j] if header else f"#{j + 1}"
+                col = " ".join(header[j].split()) if header else f"#{j + 1}"  # one line, whatever the header holds
                 line = i + 1 + (header is not None)
                 raise DataError(f"{path}: line {line}, column {col}: {row[j]!r} is not a number; "
                                 "CSV features must be numeric (name a label column with --label-column)") from None
@@ -171,8 +177,46 @@ def _load_csv(path, label_column):
         raw = [row[label_index].strip() for row in rows]
         names, y = np.unique(raw, return_inverse=True)
         names = [str(n) for n in names]
+    features = [header[j] for j in feature_idx] if header else None
     return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
-                   class_names=names)
+                   class_names=names, feature_names=features)
+
+
+def _load_parquet(path, label_column):
+    """A Parquet table through pyarrow (the `tables` extra): every column but the label one a feature."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow; install it with pip install 'encluster[tables]'") \
+            from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ... for damaged files
+        raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}); re-save it") from None
+    columns = table.column_names
+    if label_column is not None and label_column not in columns:
+        raise DataError(f"{path}: no column named {label_column!r}; columns are {columns}")
+    features = [c for c in columns if c != label_column]
+    X = np.empty((table.num_rows, len(features)), dtype=np.float64)
+    for k, name in enumerate(features):
+        column = table.column(name)
+        if not _arrow_is_number(column.type):
+            raise DataError(f"{path}: column {name!r} holds {column.type}, not numbers; features must be numeric "
+                            "(name a label column with --label-column, or drop the column)")
+        X[:, k] = column.to_numpy(zero_copy_only=False)
+    y, names = None, None
+    if label_column is not None:
+        raw = [str(v) for v in table.column(label_column).to_pylist()]
+        names, y = np.unique(raw, return_inverse=True)
+        names = [str(n) for n in names]
+    return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
+                   class_names=names, feature_names=features)
+
+
+def _arrow_is_number(arrow_type):
+    import pyarrow.types as t
+
+    return t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_boolean(arrow_type) or t.is_decimal(arrow_type)
 
 
 def _load_image_folder(path):

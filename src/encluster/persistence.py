@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -56,6 +57,8 @@ def save_model(est, path, *, training_rows=True):
         "seed": int(est.seed_),
         "history": [float(h) for h in est.history_],
         "environment": environment(est.training_.precision),
+        "feature_names_in": None if getattr(est, "feature_names_in_", None) is None
+        else [str(n) for n in est.feature_names_in_],
     }
     digest = {}
 
@@ -145,4 +148,9 @@ def load_model(cls, path):
     est.n_features_in_ = n_features
     est.seed_ = seed
     est.history_ = history
+    names = meta.get("feature_names_in")  # absent from models saved before data frames were taken
+    if names is not None:
+        if not isinstance(names, list) or len(names) != n_features or not all(isinstance(n, str) for n in names):
+            raise ModelError(f"{path / META}: feature_names_in does not name the {n_features} features")
+        est.feature_names_in_ = np.asarray(names, dtype=object)
     return est

@@ -19,6 +19,8 @@ from .plots import MAX_SCATTER_POINTS, project_to_3d
 log = logging.getLogger(__name__)
 
 GALLERY_SIZE = 8
+# A hovered table row shows at most this many of its features.
+MAX_HOVER_FEATURES = 40
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
            "#dbdb8d", "#9edae5"]
@@ -65,9 +67,17 @@ def _name(names, value):
     return names[value] if names is not None and value < len(names) else str(value)
 
 
-def _scatter_figure(codes, centers, y, labels, class_names, shown):
-    """Traces per true class and per cluster (one group visible at a time) plus centroids."""
-    points, cents, space = project_to_3d(codes, centers)
+def _scatter_figure(codes, centers, y, labels, class_names, shown, space=None):
+    """Traces per true class and per cluster (one group visible at a time) plus centroids.
+    `space` is (points, centres) of the space the clusters were found in, when that is not the codes."""
+    if space is not None:
+        points, cents = np.asarray(space[0], dtype=np.float64), np.asarray(space[1], dtype=np.float64)
+        points, cents = points[:, :3], cents[:, :3]
+        space = f"UMAP embedding (dimensions 1-3 of {np.asarray(space[0]).shape[1]}), where the clusters were found"
+        axis = "UMAP"
+    else:
+        points, cents, space = project_to_3d(codes, centers)
+        axis = "code"
     points = points[shown]
     clusters = labels[shown]
     groups = []
@@ -100,11 +110,41 @@ def _scatter_figure(codes, centers, y, labels, class_names, shown):
         buttons.append({"label": f"colour by {group}", "method": "restyle", "args": [{"visible": visible}]})
     layout = {"margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "height": 640, "legend": {"itemsizing": "constant"},
               "title": {"text": space, "font": {"size": 13}},
-              "scene": {"xaxis": {"title": {"text": "code 1"}}, "yaxis": {"title": {"text": "code 2"}},
-                        "zaxis": {"title": {"text": "code 3"}}},
+              "scene": {f"{a}axis": {"title": {"text": f"{axis} {i}"}} for i, a in enumerate("xyz", 1)},
               "updatemenus": [{"type": "buttons", "direction": "right", "x": 0, "y": 1.06, "xanchor": "left",
                                "buttons": buttons}] if len(buttons) > 1 else []}
     return {"data": data, "layout": layout}
+
+
+def _profile_figure(profiles):
+    """Clusters x features, coloured by the standardised difference; hover: the values in units."""
+    clusters, features = profiles["clusters"], profiles["features"]
+    z = [[d if d is not None else 0.0 for d in c["difference"]] for c in clusters]
+    custom = [[[_shown_value(c["decoded_centroid"][j]), _shown_value(c["median"][j])] for j in range(len(features))]
+              for c in clusters]
+    return {"data": [{"type": "heatmap", "z": z, "x": features, "y": [f"cluster {c['cluster']} ({c['size']:,})"
+                                                                     for c in clusters],
+                      "customdata": custom, "colorscale": "RdBu", "reversescale": False, "zmid": 0,
+                      "colorbar": {"title": {"text": "sd from the rest"}},
+                      "hovertemplate": "%{y} · %{x}<br>%{z:+.2f} sd from the rest<br>decoded centroid "
+                                       "%{customdata[0]}<br>median %{customdata[1]}<extra></extra>"}],
+            "layout": {"height": 120 + 28 * len(clusters), "margin": {"t": 10, "l": 130},
+                       "yaxis": {"autorange": "reversed"}, "xaxis": {"automargin": True}}}
+
+
+def _shown_value(value):
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _profile_table(profiles):
+    """The three features that set each cluster apart most, as a small table."""
+    rows = "".join(
+        f"<tr><td>cluster {c['cluster']}</td><td>{c['size']:,}</td><td>"
+        + html.escape(", ".join(f"{t['feature']} {'+' if t['difference'] > 0 else '-'}{abs(t['difference']):.1f} sd"
+                                for t in c["top"]) or "like the rest") + "</td></tr>"
+        for c in profiles["clusters"])
+    return ("<table class='scores profiles'><tr><th>cluster</th><th>size</th><th>sets it apart</th></tr>"
+            f"{rows}</table>")
 
 
 def _confusion_figure(confusion, matching, class_names):
@@ -185,9 +225,10 @@ h2{font-size:18px;margin:0 0 10px}h3{font-size:15px;margin:10px 0 4px}h4{font-si
 table.scores{border-collapse:collapse;font-variant-numeric:tabular-nums}
 table.scores td,table.scores th{padding:4px 12px;border-bottom:1px solid #e3e6eb;text-align:right}
 table.scores td:first-child,table.scores td:nth-child(2),table.scores th{text-align:left}
+table.profiles td:nth-child(3){text-align:left}
 .facts{display:flex;flex-wrap:wrap;gap:8px 22px;font-size:14px;margin:10px 0 0}.facts b{color:#445}
 .scatter-wrap{display:flex;gap:16px}.scatter-wrap #scatter{flex:1;min-width:0}
-#hover-panel{width:190px;font-size:13px}#hover-panel canvas{width:168px;height:168px;image-rendering:pixelated;
+#hover-panel{width:190px;font-size:13px;white-space:pre-line}#hover-panel canvas{width:168px;height:168px;image-rendering:pixelated;
 border:1px solid #ccd;background:#000}
 .centroids{display:flex;flex-wrap:wrap;gap:10px}.tiles{display:flex;gap:6px}figure{margin:0;text-align:center;font-size:12px}
 img.centroid{width:84px;height:84px;image-rendering:pixelated;border:1px solid #ccd}
@@ -207,6 +248,10 @@ scatter.on('plotly_hover', (event) => {
   if (!p.customdata) return;
   const [index, label, cluster, tile] = p.customdata;
   panel.textContent = `sample ${index} · label ${label < 0 ? 'unknown' : LABEL_NAMES[label] ?? label} · cluster ${cluster}`;
+  if (TABLE && TABLE.shown[index] !== undefined) {
+    const values = TABLE.rows[TABLE.shown[index]];
+    panel.textContent += '\\n' + TABLE.features.map((f, i) => `${f}: ${values[i]}`).join('\\n');
+  }
   if (!atlas || !canvas) return;
   const shown = SHOWN_TILE[index];
   const [h, w, cols] = ATLAS;
@@ -219,8 +264,9 @@ scatter.on('plotly_hover', (event) => {
 
 
 def render_report(*, metrics, config, codes, labels, centers, history, loss_name, y=None, class_names=None,
-                  images=None, centroid_images=None, image_shape=None):
-    """Build the report's HTML (a string). `images` are the samples in [0, 1], flattened."""
+                  images=None, centroid_images=None, image_shape=None, profiles=None, rows=None, space=None):
+    """Build the report's HTML (a string). `images` are the samples in [0, 1], flattened; for a
+    table, `profiles` (`encluster.profiles`) and its raw `rows` (shown when a point is hovered)."""
     n = len(codes)
     shown = np.arange(n)
     subsample_note = ""
@@ -228,7 +274,7 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
         shown = np.sort(np.random.default_rng(0).choice(n, MAX_SCATTER_POINTS, replace=False))
         subsample_note = (f"{MAX_SCATTER_POINTS:,} of {n:,} points are shown, drawn at random with a fixed "
                           "seed (0); scores use every sample.")
-    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown),
+    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown, space),
                "loss": _loss_figure(history, loss_name)}
     if metrics.get("confusion") is not None:
         figures["confusion"] = _confusion_figure(metrics["confusion"], {int(k): v for k, v in metrics["matching"].items()},
@@ -242,6 +288,15 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
         atlas_js = (f"const ATLAS = [{image_shape[0]}, {image_shape[1]}, {cols}];\n"
                     f"const SHOWN_TILE = Object.fromEntries({script_json(shown.tolist())}.map((s, i) => [s, i]));")
     names_js = f"const LABEL_NAMES = {script_json(list(class_names) if class_names else [])};"
+    rows_js = "const TABLE = null;"
+    if profiles is not None:
+        figures["profiles"] = _profile_figure(profiles)
+        if rows is not None:
+            columns = profiles["features"][:MAX_HOVER_FEATURES]
+            values = np.asarray(rows[shown][:, : len(columns)], dtype=np.float64)
+            rows_js = (f"const TABLE = {{features: {script_json(columns)}, rows: "
+                       f"{script_json([[float(f'{v:.5g}') for v in row] for row in values])}, "
+                       f"shown: Object.fromEntries({script_json(shown.tolist())}.map((s, i) => [s, i]))}};")
 
     title = f"{metrics['dataset']} · preset {metrics['preset']} · seed {metrics['seed']}"
     facts = {"samples": f"{metrics['n_samples']:,}", "features": metrics.get("n_features"),
@@ -255,8 +310,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
                 "mean_cluster_purity: the original experiment's mean over clusters.</p></section>"]
     hover_panel = ("<div id='hover-panel'><canvas id='hover-canvas' width='168' height='168'></canvas>"
                    "<p id='hover-text'>hover a point to see the sample</p></div>" if is_image else
-                   "<div id='hover-panel'><p id='hover-text'>hover a point to see its index</p></div>")
-    sections.append(f"<section><h2>The codes</h2><p class='note'>{subsample_note} Drag to rotate; the buttons "
+                   "<div id='hover-panel'><p id='hover-text'>hover a point to see its values</p></div>")
+    sections.append(f"<section><h2>The clusters in 3-D</h2><p class='note'>{subsample_note} Drag to rotate; the buttons "
                     f"switch the colours between true label and cluster; black diamonds are the centroids.</p>"
                     f"<div class='scatter-wrap'><div id='scatter'></div>{hover_panel}</div></section>")
     if is_image and centroid_images is not None:
@@ -268,16 +323,19 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
         sections.append(f"<section><h2>Decoded centroids</h2><div class='centroids'>{figs}</div></section>")
         sections.append("<section><h2>What each cluster holds</h2><div class='clusters'>"
                         f"{_galleries(codes, centers, labels, images, image_shape, y, class_names)}</div></section>")
-    elif not is_image:
-        sections.append("<section><p class='note'>The samples are not images, so the decoded centroids and the "
-                        "galleries are left out.</p></section>")
+    elif profiles is not None:
+        sections.append("<section><h2>What sets each cluster apart</h2><p class='note'>Each cell: how far the "
+                        "cluster's mean lies from the other rows' mean, in standard deviations of that feature "
+                        "(red higher, blue lower). Hover a cell for the decoded centroid and the members' median "
+                        "in the data's own units; <code>profiles.csv</code> holds them all.</p>"
+                        f"{_profile_table(profiles)}<div id='profiles'></div></section>")
     if "confusion" in figures:
         sections.append("<section><h2>Confusion matrix</h2><div id='confusion'></div></section>")
     sections.append("<section><h2>Training loss</h2><div id='loss'></div></section>")
     sections.append("<section><details><summary>Full configuration</summary><pre>"
                     f"{html.escape(json.dumps(config, indent=2))}</pre></details></section>")
     return _page(f"encluster report: {title}", "encluster report", title, "".join(sections) + atlas_html, figures,
-                 extra_js=f"{names_js}\n{atlas_js}", after_js=HOVER_JS)
+                 extra_js=f"{names_js}\n{atlas_js}\n{rows_js}", after_js=HOVER_JS)
 
 
 def _page(title, heading, subtitle, body, figures, *, extra_js="", after_js=""):

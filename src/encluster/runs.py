@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__, plots
-from .atomic import atomic_write_json
+from .atomic import atomic_write_bytes, atomic_write_json
 from .data import load_dataset
 from .distributed import current
 from .errors import ConfigError, RunDirError
@@ -25,6 +25,7 @@ from .estimator import EncodingClusterer
 from .memory import peak_memory_mb
 from .metrics import score_run
 from .params import run_default
+from .profiles import cluster_profiles, feature_names_for, profiles_csv
 from .provenance import differences, environment
 from .report import write_report
 from .rundir import StagedDir
@@ -232,7 +233,13 @@ def _run(config, out, checkpoint, verbose):
     t = time.perf_counter()
     np.save(out / "codes.npy", codes)
     np.save(out / "assignments.npy", labels)
+    if est.embedded_ is not None:
+        np.save(out / "embedded.npy", est.embedded_)  # where the clusters were found, for the report
     est.save(out)
+    profiles = table_profiles(dataset, est, config.random_state)
+    if profiles is not None:
+        atomic_write_bytes(out / "profiles.csv", profiles_csv(profiles).encode("utf-8"))
+        metrics["profiles"] = [{k: c[k] for k in ("cluster", "size", "top")} for c in profiles["clusters"]]
     timings["save"] = time.perf_counter() - t
     if config.plots:
         t = time.perf_counter()
@@ -245,13 +252,25 @@ def _run(config, out, checkpoint, verbose):
     return metrics, dataset, est
 
 
+def table_profiles(dataset, est, seed):
+    """For rows that are not images, what each cluster is in the data's own units (`encluster.profiles`)."""
+    if dataset.image_shape is not None:
+        return None
+    names = feature_names_for(dataset.X.shape[1], dataset.feature_names)
+    decoded = est.scaler_.inverse_transform(est.decode(est.cluster_centers_))
+    return cluster_profiles(dataset.X, est.labels_, est.n_clusters_, decoded, names, random_state=seed)
+
+
 def _write_run_report(out, config, metrics, dataset, est):
     images = ScaledRows(dataset.X, est.scaler_) if dataset.image_shape is not None else None
+    # Methods that cluster a UMAP embedding are shown where they cluster: its first three dimensions.
+    space = (est.embedded_, est.mixture_.means_) if getattr(est, "embedded_", None) is not None else None
     return write_report(out / "report.html", metrics=metrics, config=dataclasses.asdict(config), codes=est.codes_,
-                 labels=est.labels_, centers=est.cluster_centers_, history=est.history_,
-                 loss_name=est.training_.loss, y=dataset.y, class_names=dataset.class_names, images=images,
-                 centroid_images=est.decode(est.cluster_centers_) if images is not None else None,
-                 image_shape=dataset.image_shape)
+                        labels=est.labels_, centers=est.cluster_centers_, history=est.history_,
+                        loss_name=est.training_.loss, y=dataset.y, class_names=dataset.class_names, images=images,
+                        centroid_images=est.decode(est.cluster_centers_) if images is not None else None,
+                        image_shape=dataset.image_shape, profiles=table_profiles(dataset, est, config.random_state),
+                        rows=dataset.X if images is None else None, space=space)
 
 
 def report_run(run_dir):
@@ -266,6 +285,8 @@ def report_run(run_dir):
     dataset = config.load_data()
     est.codes_ = np.load(run_dir / "codes.npy", allow_pickle=False)
     est.labels_ = np.load(run_dir / "assignments.npy", allow_pickle=False)
+    embedded = run_dir / "embedded.npy"
+    est.embedded_ = np.load(embedded, allow_pickle=False) if embedded.is_file() and est.mixture_ is not None else None
     if len(est.codes_) != dataset.n_samples:
         raise RunDirError(f"{run_dir}: the data set now has {dataset.n_samples} samples but the run had "
                           f"{len(est.codes_)}; the data changed since the run")

@@ -10,7 +10,10 @@ from rich.table import Table
 
 from .errors import RunDirError
 from .metrics import SCORE_NAMES
+from .profiles import describe_top
 from .report import baseline_name
+
+MAX_PROFILE_LINES = 20
 
 
 def print_run_summary(metrics, run_dir):
@@ -31,6 +34,12 @@ def print_run_summary(metrics, run_dir):
             row = [name, f"{metrics[name]:.4f}"] + ([f"{pixels[name]:.4f}"] if pixels else [])
             table.add_row(*row)
         console.print(table)
+    if metrics.get("profiles"):
+        console.print("what sets each cluster apart (standard deviations from the other rows):")
+        for cluster in metrics["profiles"][:MAX_PROFILE_LINES]:
+            console.print("  " + describe_top(cluster), highlight=False, markup=False)
+        if len(metrics["profiles"]) > MAX_PROFILE_LINES:
+            console.print(f"  ... and {len(metrics['profiles']) - MAX_PROFILE_LINES} more in profiles.csv")
     selection = metrics.get("cluster_selection")
     if selection:
         console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")

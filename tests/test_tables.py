@@ -1,0 +1,97 @@
+"""Tables: data frames and Parquet in, and what each cluster is, in the table's own units, out."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pandas as pd  # noqa: E402  (the tests extra installs it)
+
+from encluster import EncodingClusterer  # noqa: E402
+from encluster.errors import DataError  # noqa: E402
+from encluster.profiles import cluster_profiles, profiles_csv  # noqa: E402
+
+SMALL = dict(preset="original", hidden=(16,), code_size=2, epochs=3, n_init=2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(c, 0.5, size=(40, 4)) for c in (0, 4, 8)])
+    return pd.DataFrame(X, columns=["height", "weight", "age", "income"])
+
+
+@pytest.fixture(scope="module")
+def fitted(frame):
+    return EncodingClusterer(3, **SMALL).fit(frame)
+
+
+def test_a_data_frame_keeps_its_column_names_and_predicts_by_them(fitted, frame):
+    assert list(fitted.feature_names_in_) == ["height", "weight", "age", "income"]
+    assert np.array_equal(fitted.predict(frame), fitted.labels_)
+    with pytest.raises(DataError, match=r"another order; give the columns of the training data, in its order"):
+        fitted.predict(frame[["weight", "height", "age", "income"]])
+    with pytest.raises(DataError, match=r"missing \['income'\]; unexpected \['salary'\]"):
+        fitted.predict(frame.rename(columns={"income": "salary"}))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        assert np.array_equal(fitted.predict(frame.to_numpy()), fitted.labels_)
+
+
+def test_a_text_column_is_named_in_the_error(frame):
+    bad = frame.assign(city=["paris", "rome", "oslo"] * 40)
+    with pytest.raises(DataError, match=r"column 'city' holds (object|str), not numbers"):
+        EncodingClusterer(3, **SMALL).fit(bad)
+
+
+def test_names_survive_save_and_load(fitted, frame, tmp_path):
+    fitted.save(tmp_path / "m")
+    loaded = EncodingClusterer.load(tmp_path / "m")
+    assert list(loaded.feature_names_in_) == list(fitted.feature_names_in_)
+    assert np.array_equal(loaded.predict(frame), fitted.predict(frame))
+    with pytest.raises(DataError, match="another order"):
+        loaded.predict(frame[frame.columns[::-1]])
+
+
+def test_profiles_worked_by_hand():
+    """Two clusters of two rows: means 1 and 5 of a feature whose standard deviation over all four
+    rows is 2, so the standardised differences are -2 and +2; the second feature is constant."""
+    X = np.array([[0.0, 7.0], [2.0, 7.0], [4.0, 7.0], [6.0, 7.0]])
+    profiles = cluster_profiles(X, np.array([0, 0, 1, 1]), 2, np.array([[1.5, 7.0], [4.5, 7.0]]), ["a", "b"])
+    first, second = profiles["clusters"]
+    assert first["size"] == 2 and first["median"] == [1.0, 7.0] and second["median"] == [5.0, 7.0]
+    std = np.sqrt(np.mean((X[:, 0] - 3) ** 2))  # sqrt(5)
+    assert first["difference"] == pytest.approx([(1 - 5) / std, 0.0]) and second["difference"][0] == pytest.approx(4 / std)
+    assert first["decoded_centroid"] == [1.5, 7.0]
+    assert first["top"] == [{"feature": "a", "difference": round(-4 / std, 3), "direction": "lower"}]
+    rows = profiles_csv(profiles).splitlines()
+    assert rows[0] == "cluster,size,feature,decoded_centroid,median,standardised_difference"
+    assert rows[1].startswith("0,2,a,1.5,1,") and len(rows) == 1 + 2 * 2
+
+
+def _encluster(*args):
+    return subprocess.run([sys.executable, "-m", "encluster", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_parquet_table_runs_profiles_and_predicts(frame, tmp_path):
+    table = frame.assign(kind=["small"] * 40 + ["medium"] * 40 + ["large"] * 40)
+    table.to_parquet(tmp_path / "people.parquet")
+    run = tmp_path / "run"
+    result = _encluster("run", "--dataset", tmp_path / "people.parquet", "--label-column", "kind", "--clusters", "3",
+                        "--epochs", "20", "--no-plots", "--no-report", "--out", run, "-q")
+    assert result.returncode == 0, result.stderr
+    assert "what sets each cluster apart" in result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_features"] == 4 and len(metrics["profiles"]) == 3
+    # Each cluster of this table sits at 0, 4 or 8 in every column: one of the top features says which.
+    for cluster in metrics["profiles"]:
+        assert cluster["top"][0]["feature"] in {"height", "weight", "age", "income"}
+    profiles = pd.read_csv(run / "profiles.csv")
+    assert set(profiles["feature"]) == {"height", "weight", "age", "income"} and len(profiles) == 12
+    medians = profiles.groupby("cluster")["median"].mean().sort_values().to_numpy()
+    assert np.allclose(medians, [0, 4, 8], atol=0.5)  # the members' medians, in the table's own units
+    out = tmp_path / "labels.npy"
+    assert _encluster("predict", "--model", run, tmp_path / "people.parquet", "--out", out).returncode == 0
+    assert np.array_equal(np.load(out), np.load(run / "assignments.npy"))
