@@ -95,3 +95,21 @@ def test_a_parquet_table_runs_profiles_and_predicts(frame, tmp_path):
     out = tmp_path / "labels.npy"
     assert _encluster("predict", "--model", run, tmp_path / "people.parquet", "--out", out).returncode == 0
     assert np.array_equal(np.load(out), np.load(run / "assignments.npy"))
+
+
+def test_the_separation_check_prefers_the_clustering_that_follows_the_blobs():
+    """Three tight blobs: labels that follow them are far better separated than random ones, and the
+    check says which side has them, without looking at any truth."""
+    from encluster.metrics import separation
+    from encluster.summary import separation_note
+
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1, 2], 50)
+    X = np.clip(rng.uniform(0.2, 0.8, size=(3, 5))[truth] + rng.normal(0, 0.02, size=(150, 5)), 0, 1)
+    noise = rng.permutation(truth)
+    raw_better = separation(X, noise, truth)
+    assert raw_better["raw_at_least_as_good"] and raw_better["baseline"] > 0.8 > raw_better["encoding"]
+    assert not separation(X, truth, noise)["raw_at_least_as_good"]
+    note = separation_note({"separation": raw_better, "image_shape": None})
+    assert note.startswith("note: on the scaled input, k-means on the raw features gives clusters at least as well")
+    assert "\n" not in note

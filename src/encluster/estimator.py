@@ -242,7 +242,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def transform(self, X):
         """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap")."""
         self._check_fitted()
-        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_))
+        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_), row_exact=True)
 
     def predict(self, X):
         """The cluster of each sample in `X`: the mixture component of its UMAP position

@@ -235,7 +235,7 @@ img.centroid{width:84px;height:84px;image-rendering:pixelated;border:1px solid #
 img.sample{width:42px;height:42px;image-rendering:pixelated}.tiles figure{width:48px;font-size:10px}
 .clusters{display:grid;grid-template-columns:repeat(auto-fill,minmax(470px,1fr));gap:10px}
 .cluster{border:1px solid #e3e6eb;border-radius:6px;padding:6px 10px}pre{font-size:12px;overflow:auto}
-.note{color:#667;font-size:13px}
+.note{color:#667;font-size:13px}.warning{background:#fff4e5;border-left:4px solid #f0a030;padding:6px 10px}
 """
 
 HOVER_JS = """
@@ -305,7 +305,14 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
              "final loss": f"{metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None else "-",
              "encluster": metrics.get("encluster_version")}
     facts_html = "".join(f"<span><b>{k}</b> {html.escape(str(v))}</span>" for k, v in facts.items())
-    sections = [f"<section><h2>Scores</h2>{_scores_table([(title, metrics)])}<div class='facts'>{facts_html}</div>"
+    separation = metrics.get("separation") or {}
+    warning = ""
+    if separation.get("raw_at_least_as_good"):
+        warning = (f"<p class='warning'>On the scaled input, k-means on the {baseline_name(metrics)} gives "
+                   f"clusters at least as well separated as the encoding's (mean silhouette "
+                   f"{separation['baseline']:.3f} against {separation['encoding']:.3f}, no labels used): the "
+                   "encoding may not help here; compare both before trusting either.</p>")
+    sections = [f"<section><h2>Scores</h2>{warning}{_scores_table([(title, metrics)])}<div class='facts'>{facts_html}</div>"
                 "<p class='note'>ACC: best one-to-one matching of clusters to classes; purity: majority class share; "
                 "mean_cluster_purity: the original experiment's mean over clusters.</p></section>"]
     hover_panel = ("<div id='hover-panel'><canvas id='hover-canvas' width='168' height='168'></canvas>"

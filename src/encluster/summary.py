@@ -34,6 +34,8 @@ def print_run_summary(metrics, run_dir):
             row = [name, f"{metrics[name]:.4f}"] + ([f"{pixels[name]:.4f}"] if pixels else [])
             table.add_row(*row)
         console.print(table)
+    if (metrics.get("separation") or {}).get("raw_at_least_as_good"):
+        console.print(separation_note(metrics), highlight=False, markup=False)
     if metrics.get("profiles"):
         console.print("what sets each cluster apart (standard deviations from the other rows):")
         for cluster in metrics["profiles"][:MAX_PROFILE_LINES]:
@@ -89,3 +91,11 @@ def print_datasets(rows):
     print()
     print(textwrap.fill("Your own data: a .npy file (array X), .npz (arrays X and optional y), .csv (numeric; "
                         "--label-column NAME) or a folder of images (one sub-folder per class, optional).", width))
+
+
+def separation_note(metrics):
+    """One line, when k-means on the raw input separates the rows at least as well as the encoding."""
+    sep = metrics["separation"]
+    return (f"note: on the scaled input, k-means on the {baseline_name(metrics)} gives clusters at least as well "
+            f"separated as the encoding's (mean silhouette {sep['baseline']:.3f} against {sep['encoding']:.3f}, no "
+            "labels used); the encoding may not help here: compare both before trusting either")

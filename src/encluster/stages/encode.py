@@ -5,6 +5,8 @@ this module declares their settings and turns a fitted network into arrays and b
 Method ``umap`` has no encoder: its "codes" are the scaled input itself.
 """
 
+import copy
+
 import numpy as np
 import torch
 
@@ -80,11 +82,20 @@ def fit(data, spec, training, *, seed, device, verbose=0, checkpoint=None, group
     return autoencoder.to("cpu"), history
 
 
-def encode(autoencoder, data):
-    """The codes of scaled rows `data`; without a network, the rows themselves."""
+def encode(autoencoder, data, *, row_exact=False):
+    """The codes of scaled rows `data`; without a network, the rows themselves.
+
+    A float32 matrix product rounds differently for a batch of one row than for a batch of many
+    (the library picks other kernels), so a row's code would depend on its batch in the last bit.
+    ``row_exact`` computes in float64 and rounds to float32: the code of a row is then its own,
+    whatever it is batched with (what `predict` needs); fitting keeps the float32 path.
+    """
     if autoencoder is None:
         return np.concatenate(list(row_chunks(data)))
-    return apply_in_batches(autoencoder.encode, data)
+    if not row_exact:
+        return apply_in_batches(autoencoder.encode, data)
+    encoder = copy.deepcopy(autoencoder.encoder).double()
+    return apply_in_batches(lambda batch: encoder(batch.double()).float(), data)
 
 
 def decode(autoencoder, codes):
