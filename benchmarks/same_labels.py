@@ -4,6 +4,8 @@ a fingerprint of what came out, so a refactoring can be shown to change nothing.
     python benchmarks/same_labels.py --tag before            # on the old code
     python benchmarks/same_labels.py --tag after             # on the new code, same machine
     python benchmarks/same_labels.py --compare before after  # the table, into results/same_labels.md
+    (same_labels_float64codes.md: the same comparison after fit started encoding in float64,
+    digits only, renamed by hand)
 
 Each (data set, preset) fits `EncodingClusterer(10, preset=P, random_state=SEED)` on the raw data
 and records the sha256 of `labels_`, of `predict` on the first 1,000 samples, of the codes, and

@@ -217,10 +217,12 @@ def test_edited_model_json_is_refused(fitted, tmp_path):
         EncodingClusterer.load(tmp_path / "m")
 
 
-@pytest.mark.parametrize("name", ["original", "n2d"])
-def test_a_model_saved_by_encluster_0_1_0_before_the_stages_loads_and_predicts_the_same(name):
+@pytest.mark.parametrize("name, agreement", [("original", 1.0), ("n2d", 0.99)])
+def test_a_model_saved_by_encluster_0_1_0_before_the_stages_loads_and_predicts_as_then(name, agreement):
     """tests/data/model-0.1.0-*: written by the code before the settings were declared (presets
-    named "seed", code_size None); loading it must still give the assignments it gave then."""
+    named "seed", code_size None). It loads; k-means' assignments are exactly those of then; UMAP's
+    placement has changed since on purpose (row-exact predict: float64 codes, a fixed schedule),
+    which moved 2 of these 200 rows (measured)."""
     from pathlib import Path
 
     from encluster import load_dataset
@@ -228,5 +230,5 @@ def test_a_model_saved_by_encluster_0_1_0_before_the_stages_loads_and_predicts_t
     folder = Path(__file__).parent / "data" / f"model-0.1.0-{name}"
     X = load_dataset("digits", scale=False).X[:200]
     model = EncodingClusterer.load(folder)
-    assert np.array_equal(model.predict(X), np.load(folder / "predict_digits_200.npy"))
+    assert (model.predict(X) == np.load(folder / "predict_digits_200.npy")).mean() >= agreement
     assert model.get_params()["preset"] in ("seed", "n2d")

@@ -237,7 +237,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _encode_shards(self, data, group):
         """Codes of all of `data`: each process encodes its shard, and the shards are gathered in order."""
-        return group.all_gather_rows(encode.encode(self.autoencoder_, row_range(data, *group.shard(len(data)))))
+        return group.all_gather_rows(encode.encode(self.autoencoder_, row_range(data, *group.shard(len(data))),
+                                                   row_exact=True))
 
     def transform(self, X):
         """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap")."""

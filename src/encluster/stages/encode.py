@@ -88,7 +88,8 @@ def encode(autoencoder, data, *, row_exact=False):
     A float32 matrix product rounds differently for a batch of one row than for a batch of many
     (the library picks other kernels), so a row's code would depend on its batch in the last bit.
     ``row_exact`` computes in float64 and rounds to float32: the code of a row is then its own,
-    whatever it is batched with (what `predict` needs); fitting keeps the float32 path.
+    whatever it is batched with. The estimator encodes so both in `fit` and in `predict`, so that
+    `transform(X_train)` is `codes_` exactly and k-means' `predict(X_train)` is `labels_`.
     """
     if autoencoder is None:
         return np.concatenate(list(row_chunks(data)))
