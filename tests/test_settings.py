@@ -179,3 +179,14 @@ def test_scikit_learn_estimator_checks(estimator, check):
 def test_fit_transform_is_fit_then_transform():
     X = np.random.default_rng(0).uniform(size=(40, 6))
     assert np.array_equal(TINY.fit_transform(X), TINY.fit(X).transform(X))
+
+
+def test_a_method_is_a_choice_of_declared_stages():
+    from encluster.stages import Pipeline
+
+    assert {m: (p.encoder, p.embedding, p.clustering, p.refinement) for m, p in METHODS.items()} == {
+        "kmeans": (True, False, "kmeans", None), "n2d": (True, True, "gmm", None),
+        "dec": (True, False, "kmeans", "dec"), "idec": (True, False, "kmeans", "idec"),
+        "umap": (False, True, "gmm", None)}
+    with pytest.raises(ValueError, match="no such stage"):
+        Pipeline(encoder=True, embedding=False, clustering="dbscan")

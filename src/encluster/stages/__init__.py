@@ -26,6 +26,10 @@ class Pipeline:
     clustering: str  # one of cluster.ALGORITHMS
     refinement: str | None = None  # one of refine.REFINEMENTS
 
+    def __post_init__(self):
+        if self.clustering not in cluster.ALGORITHMS or self.refinement not in (None, *refine.REFINEMENTS):
+            raise ValueError(f"no such stage: clustering {self.clustering!r}, refinement {self.refinement!r}")
+
 
 METHODS = {
     "kmeans": Pipeline(encoder=True, embedding=False, clustering="kmeans"),  # the original experiment
