@@ -17,7 +17,7 @@ from .errors import ConfigError, DataError, NotFittedError
 from .params import take
 from .presets import get_preset
 from .scaling import ScaledRows, Scaler, row_range
-from .stages import METHODS, SETTINGS, cluster, embed, encode, refine
+from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine
 from .validation import check_n_clusters, check_samples, is_constant
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def _signature():
     one defaulting to None ("the preset's")."""
     first = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
              inspect.Parameter("n_clusters", inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                               default=next(s for s in SETTINGS if s.name == "n_clusters").default)]
+                               default=BY_NAME["n_clusters"].default)]
     rest = [inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None if s.preset else s.default)
             for s in SETTINGS if s.name != "n_clusters"]
     return inspect.Signature(first + rest)
@@ -41,7 +41,7 @@ def _parameters_doc():
     """The numpydoc Parameters section, from the declarations."""
     lines = ["    Parameters", "    ----------"]
     for name, parameter in list(_SIGNATURE.parameters.items())[1:]:
-        setting = next(s for s in SETTINGS if s.name == name)
+        setting = BY_NAME[name]
         default = "None (the preset's)" if setting.preset else repr(parameter.default)
         lines += [f"    {name} : {setting.allowed.describe()}, default={default}", f"        {setting.help}."]
     return "\n".join(lines)

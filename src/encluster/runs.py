@@ -170,16 +170,16 @@ def _execute(config, staged, run_dir, *, resume, verbose):
     checkpoint = Checkpoint(StagedDir.staging_path(run_dir) / "checkpoint.pt", resume=resume)
     if staged is None:  # not rank 0: take part in the computation, write nothing
         with stop_on_sigint(checkpoint):
-            metrics, _, _ = _run(config, None, checkpoint, verbose)
+            metrics, *_ = _run(config, None, checkpoint, verbose)
         return metrics, None
     try:
         with stop_on_sigint(checkpoint):
-            metrics, dataset, est = _run(config, staged.path, checkpoint, verbose)
+            metrics, dataset, est, profiles = _run(config, staged.path, checkpoint, verbose)
         metrics["total_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
         atomic_write_json(staged.path / "metrics.json", metrics)
         if config.report:
-            _write_run_report(staged.path, config, metrics, dataset, est)
+            _write_run_report(staged.path, config, metrics, dataset, est, profiles)
         checkpoint.path.unlink(missing_ok=True)
         staged.commit()
     except (TrainingInterrupted, KeyboardInterrupt):
@@ -229,7 +229,7 @@ def _run(config, out, checkpoint, verbose):
     timings["score"] = time.perf_counter() - t
 
     if out is None:  # not rank 0: nothing to save
-        return metrics, dataset, est
+        return metrics, dataset, est, None
     t = time.perf_counter()
     np.save(out / "codes.npy", codes)
     np.save(out / "assignments.npy", labels)
@@ -249,7 +249,7 @@ def _run(config, out, checkpoint, verbose):
     metrics["train_seconds"] = round(timings["train"], 2)
     metrics["timings"] = {k: round(v, 2) for k, v in timings.items()}
     metrics["history"] = est.history_
-    return metrics, dataset, est
+    return metrics, dataset, est, profiles
 
 
 def table_profiles(dataset, est, seed):
@@ -261,7 +261,7 @@ def table_profiles(dataset, est, seed):
     return cluster_profiles(dataset.X, est.labels_, est.n_clusters_, decoded, names, random_state=seed)
 
 
-def _write_run_report(out, config, metrics, dataset, est):
+def _write_run_report(out, config, metrics, dataset, est, profiles):
     images = ScaledRows(dataset.X, est.scaler_) if dataset.image_shape is not None else None
     # Methods that cluster a UMAP embedding are shown where they cluster: its first three dimensions.
     space = (est.embedded_, est.mixture_.means_) if getattr(est, "embedded_", None) is not None else None
@@ -269,7 +269,7 @@ def _write_run_report(out, config, metrics, dataset, est):
                         labels=est.labels_, centers=est.cluster_centers_, history=est.history_,
                         loss_name=est.training_.loss, y=dataset.y, class_names=dataset.class_names, images=images,
                         centroid_images=est.decode(est.cluster_centers_) if images is not None else None,
-                        image_shape=dataset.image_shape, profiles=table_profiles(dataset, est, config.random_state),
+                        image_shape=dataset.image_shape, profiles=profiles,
                         rows=dataset.X if images is None else None, space=space)
 
 
@@ -290,4 +290,4 @@ def report_run(run_dir):
     if len(est.codes_) != dataset.n_samples:
         raise RunDirError(f"{run_dir}: the data set now has {dataset.n_samples} samples but the run had "
                           f"{len(est.codes_)}; the data changed since the run")
-    return _write_run_report(run_dir, config, metrics, dataset, est)
+    return _write_run_report(run_dir, config, metrics, dataset, est, table_profiles(dataset, est, config.random_state))
