@@ -135,88 +135,113 @@ def _is_number(text):
 
 
 def _load_csv(path, label_column):
+    """A CSV through pyarrow's multithreaded reader (several times faster than a Python loop over
+    cells); a first row of numbers is data, anything else a header."""
+    import pyarrow
+    import pyarrow.csv
+
     if path.stat().st_size > MAX_CSV_BYTES:
-        raise DataError(f"{path}: larger than {MAX_CSV_BYTES} bytes; convert it to .npy for data this big")
+        raise DataError(f"{path}: larger than {MAX_CSV_BYTES} bytes; convert it to .npy or .parquet for data this big")
+    first = _first_record(path)
+    if first is None:
+        raise DataError(f"{path}: empty CSV; it needs at least one row of numbers")
+    header = label_column is not None or not all(_is_number(c) for c in first)
+    try:
+        table = pyarrow.csv.read_csv(
+            path, read_options=pyarrow.csv.ReadOptions(autogenerate_column_names=not header),
+            parse_options=pyarrow.csv.ParseOptions(newlines_in_values=True),
+            # Only an empty cell is missing; "nan" stays NaN so that the finite-values check names it.
+            convert_options=pyarrow.csv.ConvertOptions(null_values=[""], strings_can_be_null=True))
+    except pyarrow.ArrowInvalid as exc:
+        raise DataError(_csv_problem(path, exc)) from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+    names = [" ".join(n.split()) for n in table.column_names] if header else None
+    return _table_dataset(path, table, names, label_column, lambda i: f"line {i + 1 + header}")
+
+
+def _first_record(path):
+    """The CSV's first non-empty record, read with Python's csv module (quotes and all), or None."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = [row for row in csv.reader(fh) if row]
+            return next((row for row in csv.reader(fh) if row), None)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV ({exc})") from None
-    if not rows:
-        raise DataError(f"{path}: empty CSV; it needs at least one row of numbers")
-    header = None
-    if label_column is not None or not all(_is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    if not rows:
-        raise DataError(f"{path}: has a header but no data rows")
-    width = len(header) if header else len(rows[0])
-    for i, row in enumerate(rows):
-        if len(row) != width:
-            line = i + 1 + (header is not None)
-            raise DataError(f"{path}: line {line} has {len(row)} fields, expected {width}; fix the ragged row")
-    label_index = None
-    if label_column is not None:
-        if label_column not in header:
-            raise DataError(f"{path}: no column named {label_column!r}; columns are {header}")
-        label_index = header.index(label_column)
-    feature_idx = [j for j in range(width) if j != label_index]
-    X = np.empty((len(rows), len(feature_idx)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        for k, j in enumerate(feature_idx):
-            try:
-                X[i, k] = float(row[j])
-            except ValueError:
-                col = " ".join(header[j].split()) if header else f"#{j + 1}"  # one line, whatever the header holds
-                line = i + 1 + (header is not None)
-                raise DataError(f"{path}: line {line}, column {col}: {row[j]!r} is not a number; "
-                                "CSV features must be numeric (name a label column with --label-column)") from None
-    y, names = None, None
-    if label_index is not None:
-        raw = [row[label_index].strip() for row in rows]
-        names, y = np.unique(raw, return_inverse=True)
-        names = [str(n) for n in names]
-    features = [header[j] for j in feature_idx] if header else None
-    return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
-                   class_names=names, feature_names=features)
+
+
+def _csv_problem(path, exc):
+    """One line saying where a CSV pyarrow could not parse goes wrong: the first ragged row when
+    there is one (records counted as the csv module counts them, blank lines skipped)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = (row for row in csv.reader(fh) if row)
+            width = len(next(rows))
+            for line, row in enumerate(rows, start=2):
+                if len(row) != width:
+                    return f"{path}: line {line} has {len(row)} fields, expected {width}; fix the ragged row"
+    except (UnicodeDecodeError, csv.Error):
+        pass
+    return f"{path}: malformed CSV ({' '.join(str(exc).split())[:200]})"
 
 
 def _load_parquet(path, label_column):
-    """A Parquet table through pyarrow (the `tables` extra): every column but the label one a feature."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(f"{path}: reading Parquet needs pyarrow; install it with pip install 'encluster[tables]'") \
-            from None
+    """A Parquet table through pyarrow: every column but the label one a feature."""
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ... for damaged files
         raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}); re-save it") from None
-    columns = table.column_names
-    if label_column is not None and label_column not in columns:
-        raise DataError(f"{path}: no column named {label_column!r}; columns are {columns}")
-    features = [c for c in columns if c != label_column]
+    return _table_dataset(path, table, table.column_names, label_column, lambda i: f"row {i + 1}")
+
+
+def _table_dataset(path, table, names, label_column, where):
+    """A `Dataset` from a pyarrow table: the label column (if named) as labels, every other column
+    a numeric feature. `names` are the column names (None: a CSV without a header); `where(i)`
+    says where row i is, for messages."""
+    if label_column is not None and label_column not in names:
+        raise DataError(f"{path}: no column named {label_column!r}; columns are {names}")
+    label_index = None if label_column is None else names.index(label_column)
+    features = [j for j in range(table.num_columns) if j != label_index]
     X = np.empty((table.num_rows, len(features)), dtype=np.float64)
-    for k, name in enumerate(features):
-        column = table.column(name)
-        if not _arrow_is_number(column.type):
-            raise DataError(f"{path}: column {name!r} holds {column.type}, not numbers; features must be numeric "
-                            "(name a label column with --label-column, or drop the column)")
-        X[:, k] = column.to_numpy(zero_copy_only=False)
-    y, names = None, None
-    if label_column is not None:
-        raw = [str(v) for v in table.column(label_column).to_pylist()]
-        names, y = np.unique(raw, return_inverse=True)
-        names = [str(n) for n in names]
+    for k, j in enumerate(features):
+        X[:, k] = _numeric_column(path, table.column(j), names[j] if names else f"#{j + 1}", where)
+    y, classes = None, None
+    if label_index is not None:
+        raw = ["" if v is None else str(v).strip() for v in table.column(label_index).to_pylist()]
+        classes, y = np.unique(raw, return_inverse=True)
+        classes = [str(c) for c in classes]
     return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
-                   class_names=names, feature_names=features)
+                   class_names=classes, feature_names=[names[j] for j in features] if names else None)
 
 
-def _arrow_is_number(arrow_type):
+def _numeric_column(path, column, name, where):
+    """A column as float64, or a one-line error naming the column and the first bad cell."""
+    import pyarrow
+    import pyarrow.compute as pc
     import pyarrow.types as t
 
-    return t.is_integer(arrow_type) or t.is_floating(arrow_type) or t.is_boolean(arrow_type) or t.is_decimal(arrow_type)
+    if t.is_binary(column.type):
+        raise DataError(f"{path}: column {name} is not UTF-8 text; save the file as UTF-8")
+    if t.is_string(column.type) or t.is_large_string(column.type):
+        try:  # numbers with spaces around them, or a column pyarrow took for text because of one cell
+            column = pc.cast(pc.utf8_trim_whitespace(column), pyarrow.float64())
+        except pyarrow.ArrowInvalid:
+            values = column.to_pylist()
+            i = next(i for i, v in enumerate(values) if v is not None and not _is_number(v))
+            raise DataError(f"{path}: {where(i)}, column {name}: {values[i]!r} is not a number; features must be "
+                            "numeric (name a label column with --label-column, or drop the column)") from None
+    elif not (t.is_integer(column.type) or t.is_floating(column.type) or t.is_boolean(column.type)
+              or t.is_decimal(column.type) or t.is_null(column.type)):
+        raise DataError(f"{path}: column {name} holds {column.type}, not numbers; features must be numeric "
+                        "(name a label column with --label-column, or drop the column)")
+    if column.null_count:
+        i = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
+        raise DataError(f"{path}: {where(i)}, column {name}: the value is missing ({column.null_count} missing in "
+                        "this column); impute or drop missing values first")
+    return column.to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 def _load_image_folder(path):
