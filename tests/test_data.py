@@ -1,5 +1,8 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from encluster import load_dataset
@@ -99,6 +102,7 @@ def test_csv_without_header(tmp_path):
     ("", "empty CSV"),
     ("a,b\n", "no data rows"),
     ("1,2\n3,nan\n", "NaN"),
+    ("a,b\n1,2\n4,\n", "line 3, column b: the value is missing"),
 ])
 def test_bad_csv(tmp_path, text, fragment):
     path = tmp_path / "bad.csv"
@@ -188,3 +192,52 @@ def test_scaler_modes_and_reuse():
     # New data is scaled with the *training* range, clipped into [0, 1].
     assert s.transform(np.array([[0.0, 15.0, 9.0]])).tolist() == [[0.5, 0.5, 1.0]]
     assert np.allclose(s.inverse_transform(s.transform(raw))[:, :2], raw[:, :2])
+
+
+def test_a_csv_that_is_not_utf8_says_so(tmp_path):
+    for text in (b"a,b\n1,2\n\xff,1\n", b"a,\xff\n1,2\n"):
+        (tmp_path / "latin.csv").write_bytes(text)
+        with pytest.raises(DataError, match="UTF-8"):
+            load_dataset(tmp_path / "latin.csv")
+
+
+def test_csv_numbers_with_spaces_and_quotes_are_numbers(tmp_path):
+    path = tmp_path / "loose.csv"
+    path.write_text('a, b ,label\n 1 ,"2.5",x\n3,4, y\n')
+    d = load_dataset(path, label_column="label", scale=False)
+    assert d.X.tolist() == [[1, 2.5], [3, 4]] and d.feature_names == ["a", "b"] and d.class_names == ["x", "y"]
+
+
+def test_a_csv_and_its_parquet_copy_load_the_same(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, 4)), columns=["w", "x", "y", "z"]).assign(kind=rng.choice(["p", "q"], 50))
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    a, b = (load_dataset(tmp_path / f"t.{s}", label_column="kind", scale=False) for s in ("csv", "parquet"))
+    assert np.allclose(a.X, b.X) and a.y.tolist() == b.y.tolist() and a.feature_names == b.feature_names
+
+
+def test_standard_scaling_and_auto():
+    raw = np.array([[-1.0, 10.0, 3.0], [1.0, 30.0, 3.0]])
+    s = Scaler.fit(raw, "standard")
+    assert s.mode == "standard" and s.transform(raw).tolist() == [[-1, -1, 0], [1, 1, 0]]  # constant column -> 0
+    assert s.transform(np.array([[3.0, 50.0, 3.0]])).tolist() == [[3, 3, 0]]  # not clipped
+    assert Scaler.fit(raw, "auto").mode == "standard"
+    assert Scaler.fit(np.array([[0, 200]], dtype=np.uint8), "auto").mode == "uint8"
+    assert Scaler.fit(np.array([[0.0, 0.5], [1.0, 0.2]]), "auto").mode == "identity"
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(2, 30), st.integers(1, 5)),
+              elements=st.floats(-1e6, 1e6, allow_nan=False)), st.sampled_from(["minmax", "standard"]))
+def test_scaling_round_trips_and_standardises(X, scaling):
+    scaler = Scaler.fit(X, scaling)
+    Z = scaler.transform(X)
+    assert np.allclose(scaler.inverse_transform(Z), X, rtol=1e-5, atol=1e-6 * (1 + np.abs(X).max()))
+    varies = X.std(axis=0) > 1e-6 * (1 + np.abs(X).max(axis=0))
+    if scaling == "standard":
+        assert np.allclose(Z.mean(axis=0), 0, atol=1e-4)
+        assert np.allclose(Z.std(axis=0)[varies], 1, atol=1e-3)
+    else:
+        assert Z.min() >= 0 and Z.max() <= 1

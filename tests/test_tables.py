@@ -111,5 +111,45 @@ def test_the_separation_check_prefers_the_clustering_that_follows_the_blobs():
     assert raw_better["raw_at_least_as_good"] and raw_better["baseline"] > 0.8 > raw_better["encoding"]
     assert not separation(X, truth, noise)["raw_at_least_as_good"]
     note = separation_note({"separation": raw_better, "image_shape": None})
-    assert note.startswith("note: on the scaled input, k-means on the raw features gives clusters at least as well")
+    assert note.startswith("note: k-means on the raw features gives clusters at least as well separated")
     assert "\n" not in note
+    # Given the space the encoding clustered in, raw k-means must win there too: a space in which the
+    # "encoding"'s clusters are the tight ones overrules the input's verdict.
+    own_space = rng.uniform(-0.01, 0.01, size=(150, 2)) + np.eye(3)[noise][:, :2] * 5
+    both = separation(X, noise, truth, space=own_space)
+    assert both["encoding_in_space"] > both["baseline_in_space"] and not both["raw_at_least_as_good"]
+    assert separation(X, noise, truth, space=X)["raw_at_least_as_good"]
+    assert "where the encoding's clusters were found" in separation_note({"separation": both, "image_shape": None})
+
+
+def test_auto_runs_narrow_tables_without_a_network_and_wide_data_with_one():
+    from encluster.stages import MIN_FEATURES_TO_ENCODE, resolve_method
+
+    assert resolve_method("auto", MIN_FEATURES_TO_ENCODE - 1) == "umap"
+    assert resolve_method("auto", MIN_FEATURES_TO_ENCODE) == resolve_method("auto", 784) == "n2d"
+    assert resolve_method("kmeans", 4) == "kmeans"
+    rng = np.random.default_rng(1)
+    narrow = EncodingClusterer(2, random_state=0).fit(rng.normal(size=(60, 5)))
+    assert narrow.method_ == "umap" and narrow.autoencoder_ is None
+    wide = EncodingClusterer(2, random_state=0, epochs=1, steps=1).fit(rng.normal(size=(60, MIN_FEATURES_TO_ENCODE)))
+    assert wide.method_ == "n2d" and wide.autoencoder_ is not None
+
+
+def test_a_standardised_model_round_trips_and_scales_new_rows_as_training_did(frame, tmp_path):
+    fitted = EncodingClusterer(3, method="n2d", scaling="standard", hidden="auto", epochs=2, random_state=0).fit(frame)
+    assert fitted.scaler_.mode == "standard" and fitted.autoencoder_.spec.hidden == (64, 64, 256)
+    assert np.allclose(fitted.scaler_.transform(frame.to_numpy()).mean(axis=0), 0, atol=1e-5)
+    fitted.save(tmp_path / "m")
+    loaded = EncodingClusterer.load(tmp_path / "m")
+    assert loaded.scaler_.mode == "standard" and np.array_equal(loaded.scaler_.span, fitted.scaler_.span)
+    assert np.array_equal(loaded.predict(frame), fitted.labels_)
+    shifted = frame + 100.0  # far outside the training range: standardised, not clipped
+    assert np.allclose(loaded.transform(shifted[:1]), fitted.transform(shifted[:1]))
+
+
+def test_cross_entropy_refuses_values_outside_the_unit_interval(frame):
+    from encluster.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scaling='standard' gives values outside"):
+        EncodingClusterer(3, preset="original", scaling="standard", epochs=1).fit(frame)
+    assert EncodingClusterer(3, **{**SMALL, "scaling": "auto"}).fit(frame).scaler_.mode == "minmax"

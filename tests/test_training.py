@@ -1,5 +1,7 @@
 """The training loop: what the network sees (denoising), what it is scored against, and the loss."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,29 @@ def test_a_checkpoint_resumes_on_a_machine_without_a_gpu_whichever_device_wrote_
         whole, uninterrupted = train(4, 0, "cpu")
         assert history == uninterrupted
         assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 2_000_000), st.integers(1, 1024), st.integers(1, 50))
+def test_a_small_set_gets_the_step_budget_in_whole_passes_a_large_one_its_epochs(n, batch, epochs):
+    from encluster.stages import encode
+
+    declared = {setting.name: setting.default for setting in encode.SETTINGS}
+    chosen = encode.EncodeSettings(**{**declared, "epochs": epochs, "steps": "auto", "batch_size": batch})
+    passes = encode.pretraining_epochs(chosen, n)
+    per_epoch = math.ceil(n / batch)
+    budget = encode.STEPS_PER_ROOT_SAMPLE * math.sqrt(n)
+    assert passes >= epochs and passes * per_epoch >= budget
+    assert passes == epochs or (passes - 1) * per_epoch < budget  # no pass more than the budget needs
+    assert encode.pretraining_epochs(encode.EncodeSettings(**{**declared, "epochs": epochs, "batch_size": batch}),
+                                     n) == epochs  # steps 0, the declared default: epochs alone
+    assert encode.pretraining_epochs(encode.EncodeSettings(**{**chosen.__dict__, "epochs": 0}), n) == 0
+
+
+def test_auto_widths_follow_the_input_and_stop_at_n2ds():
+    from encluster.stages import encode
+
+    assert encode.hidden_widths("auto", 13) == (104, 104, 416)
+    assert encode.hidden_widths("auto", 4) == (64, 64, 256)
+    assert encode.hidden_widths("auto", 784) == encode.hidden_widths("auto", 64) == (500, 500, 2000)
+    assert encode.hidden_widths((7, 9), 784) == (7, 9)

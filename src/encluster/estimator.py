@@ -17,7 +17,7 @@ from .errors import ConfigError, DataError, NotFittedError
 from .params import take
 from .presets import get_preset
 from .scaling import ScaledRows, Scaler, row_range
-from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine
+from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine, resolve_method
 from .validation import check_n_clusters, check_samples, is_constant
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,15 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
       together (Xie et al. 2016; Guo et al. 2017; see `encluster.stages.refine`).
     - ``"umap"``: no network at all: UMAP of the scaled input, then a Gaussian mixture,
       the honest baseline a deep method has to beat.
+    - ``"auto"`` (the default preset's): n2d for images and other data of 64 features or
+      more, umap for narrower tables, where the network did not help (docs/benchmarks.md).
 
 {parameters}
 
     Attributes
     ----------
+    method_ : str
+        The method that ran ("auto" resolved).
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training sample.
     n_clusters_ : int
@@ -89,7 +93,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     refinement_history_ : list of float
         DEC/IDEC: fraction of assignments that changed at each target update.
     scaler_ : Scaler
-        How raw inputs were mapped into [0, 1]; applied again by `predict`/`transform`.
+        How raw inputs were scaled (onto [0, 1] or by z-score); applied again by `predict`/`transform`.
     n_features_in_ : int
         Width of the training data.
     seed_ : int
@@ -134,8 +138,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Raw samples; uint8 is divided by 255, float in [0, 1] is kept, anything
-            else is min-max scaled per feature (see `Scaler`).
+            Raw samples, scaled as the `scaling` setting says (see `encluster.scaling.Scaler`).
         y : ignored
         checkpoint : encluster.training.Checkpoint, optional
             Keep pretraining state in a file so an interrupted fit can resume exactly.
@@ -143,28 +146,29 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         # Parameter checks first, then the data-dependent ones (as scikit-learn orders them).
         values = self._resolved()
         device = _check_device(values["device"])
-        pipeline = METHODS[values["method"]]
         encoding, embedding = take(encode.EncodeSettings, values), take(embed.EmbedSettings, values)
         clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
-        training = encode.training_config(encoding, device)
         names = _column_names(X)
         X = check_samples(_numeric_columns(X))
+        method = resolve_method(values["method"], X.shape[1])
+        pipeline = METHODS[method]
+        training = encode.training_config(encoding, device, len(X))
         group = current()
         k = clustering.n_clusters
         if k != "auto":
             check_n_clusters(k, len(X))
         spec = encode.network_spec(encoding, X.shape[1], encode.code_width(encoding, k)) if pipeline.encoder else None
         if pipeline.embedding:
-            embed.check_data(len(X), values["method"])
+            embed.check_data(len(X), method)
         if (k == "auto" or k > 1) and len(X) > 1 and is_constant(X):
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
-        self.method_, self.training_ = values["method"], training
+        self.method_, self.training_ = method, training
         self.refinement_ = refine.config(refinement, pipeline.refinement) if pipeline.refinement else None
         self.world_size_ = group.world_size
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
-        self.scaler_ = Scaler.fit(X)
+        self.scaler_ = Scaler.fit(X, _scaling_for(encoding, pipeline))
         data = ScaledRows(X, self.scaler_)
         self.timings_ = {}
 
@@ -310,6 +314,17 @@ def _numeric_columns(X):
             raise DataError(f"column {column!r} holds {dtype}, not numbers; drop it, or encode it as numbers "
                             "(for categories, e.g. pandas.get_dummies)")
     return X.to_numpy()
+
+
+def _scaling_for(encoding, pipeline):
+    """The scaling to fit: binary cross-entropy compares with targets on [0, 1], so a network trained
+    with it takes "auto" as "minmax" and refuses "standard"."""
+    if not (pipeline.encoder and encoding.loss == "bce"):
+        return encoding.scaling
+    if encoding.scaling == "standard":
+        raise ConfigError("scaling='standard' gives values outside [0, 1], which loss='bce' cannot reconstruct; "
+                          "use scaling='minmax' or loss='mse'")
+    return "minmax"
 
 
 def _check_device(name):

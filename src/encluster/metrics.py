@@ -86,10 +86,10 @@ def _check(y_true, y_pred):
     return y_true.astype(np.int64), y_pred.astype(np.int64)
 
 
-def score_run(y, labels, n_clusters, baseline_rows=None, *, random_state=0):
+def score_run(y, labels, n_clusters, baseline_rows=None, *, space=None, random_state=0):
     """A run's scores for metrics.json. Given `baseline_rows` (the scaled input), k-means on them,
     the baseline the encoding is compared with, and `separation`, a comparison of the two that
-    needs no labels. With labels, the scores of both, the confusion table and the matching of
+    needs no labels (also in `space`, where the encoding's clusters were found, when given). With labels, the scores of both, the confusion table and the matching of
     clusters to classes; without, None each."""
     from .stages.cluster import kmeans_sampled
 
@@ -99,7 +99,7 @@ def score_run(y, labels, n_clusters, baseline_rows=None, *, random_state=0):
         # Every process takes part (k-means over their shards under torchrun).
         baseline, _ = kmeans_sampled(baseline_rows, n_clusters, n_init=BASELINE_N_INIT,
                                      max_fit_samples=BASELINE_FIT_SAMPLES, random_state=random_state)
-        scores["separation"] = separation(baseline_rows, labels, baseline, random_state=random_state)
+        scores["separation"] = separation(baseline_rows, labels, baseline, space=space, random_state=random_state)
     if y is None:
         log.info("no labels: scores are skipped")
         return scores
@@ -111,22 +111,29 @@ def score_run(y, labels, n_clusters, baseline_rows=None, *, random_state=0):
     return scores
 
 
-def separation(rows, labels, baseline, *, random_state=0, max_samples=SEPARATION_SAMPLE):
-    """How well separated the encoding's clusters and the baseline's are, both measured on the
-    scaled input (the space the baseline clusters): the mean silhouette of each on the same seeded
-    sample of rows. No labels are used. ``raw_at_least_as_good`` says when the raw input's k-means
-    clusters look at least as well separated, where the encoding may not be helping."""
+def separation(rows, labels, baseline, *, space=None, random_state=0, max_samples=SEPARATION_SAMPLE):
+    """How well separated the encoding's clusters and the baseline's are: the mean silhouette of
+    each on the same seeded sample of rows, measured on the scaled input (the space the baseline
+    clusters, ``encoding`` and ``baseline``) and, given `space`, where the encoding's clusters were
+    found (``encoding_in_space``, ``baseline_in_space``). No labels are used. Each space favours
+    its own method's clusters, so ``raw_at_least_as_good`` needs the raw input's k-means clusters
+    to look at least as well separated in both: then the encoding is likely not helping."""
     from sklearn.metrics import silhouette_score
 
     n = len(rows)
     chosen = np.arange(n) if n <= max_samples else np.sort(
         np.random.default_rng(random_state).choice(n, max_samples, replace=False))
-    X = np.asarray(rows[chosen], dtype=np.float64)
 
-    def silhouette(assigned):
-        assigned = assigned[chosen]
-        return float(silhouette_score(X, assigned)) if 1 < len(np.unique(assigned)) < len(X) else -1.0
+    def silhouettes(points):
+        X = np.asarray(points[chosen], dtype=np.float64)
+        return [float(silhouette_score(X, a[chosen])) if 1 < len(np.unique(a[chosen])) < len(X) else -1.0
+                for a in (labels, baseline)]
 
-    encoding, raw = silhouette(labels), silhouette(baseline)
-    return {"encoding": round(encoding, 4), "baseline": round(raw, 4), "rows": int(len(chosen)),
-            "raw_at_least_as_good": raw >= encoding}
+    encoding, raw = silhouettes(rows)
+    found = {"encoding": round(encoding, 4), "baseline": round(raw, 4), "rows": int(len(chosen))}
+    at_least_as_good = raw >= encoding
+    if space is not None:
+        encoding_there, raw_there = silhouettes(space)
+        found.update(encoding_in_space=round(encoding_there, 4), baseline_in_space=round(raw_there, 4))
+        at_least_as_good = at_least_as_good and raw_there >= encoding_there
+    return {**found, "raw_at_least_as_good": bool(at_least_as_good)}

@@ -37,8 +37,8 @@ def save_model(est, path, *, training_rows=True):
     network, described_network = encode.to_arrays(est.autoencoder_)
     umap_arrays, umap_settings = embed.to_arrays(est.embedding_, training_rows)
     arrays = {**umap_arrays, **cluster.to_arrays(cluster.Clusters(est.labels_, est.cluster_centers_, est.mixture_))}
-    if est.scaler_.mode == "minmax":
-        arrays.update({"scaler.data_min": est.scaler_.data_min, "scaler.data_max": est.scaler_.data_max})
+    if est.scaler_.offset is not None:
+        arrays.update({"scaler.offset": est.scaler_.offset, "scaler.span": est.scaler_.span})
     tensors = {**network, **{k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}}
     meta = {
         "format": FORMAT,
@@ -133,13 +133,7 @@ def load_model(cls, path):
     embedding = embed.from_arrays(arrays, umap_settings, code_size, weights_path)
     found = cluster.from_arrays(arrays, n_clusters, code_size,
                                 None if embedding is None else embedding.n_components, weights_path)
-    if scaler_mode == "minmax":
-        low, high = arrays.get("scaler.data_min"), arrays.get("scaler.data_max")
-        if low is None or high is None or low.shape != (n_features,) or high.shape != (n_features,):
-            raise ModelError(f"{weights_path}: the min-max scaler's range is missing or not of {n_features} features")
-        scaler = Scaler("minmax", low, high)
-    else:
-        scaler = Scaler(scaler_mode)
+    scaler = _scaler(scaler_mode, arrays, n_features, weights_path)
     est.autoencoder_, est.method_, est.embedding_, est.mixture_ = model, method, embedding, found.mixture
     est.n_clusters_, est.cluster_selection_, est.refinement_history_ = n_clusters, selection, refinement_history
     est.cluster_centers_ = found.centers
@@ -154,3 +148,18 @@ def load_model(cls, path):
             raise ModelError(f"{path / META}: feature_names_in does not name the {n_features} features")
         est.feature_names_in_ = np.asarray(names, dtype=object)
     return est
+
+
+def _scaler(mode, arrays, n_features, weights_path):
+    """The saved `Scaler`; earlier models kept a min-max scaler's minimum and maximum instead."""
+    if mode in ("uint8", "identity"):
+        return Scaler(mode)
+    offset, span = arrays.get("scaler.offset"), arrays.get("scaler.span")
+    if offset is None and mode == "minmax" and "scaler.data_min" in arrays and "scaler.data_max" in arrays:
+        offset, high = arrays["scaler.data_min"], arrays["scaler.data_max"]
+        span = np.where(high > offset, high - offset, 1.0) if high.shape == offset.shape else high
+    if offset is None or span is None or offset.shape != (n_features,) or span.shape != (n_features,) \
+            or not np.all(span > 0):
+        raise ModelError(f"{weights_path}: the {mode} scaler's offset and span are missing, not of {n_features} "
+                         "features, or not positive")
+    return Scaler(mode, offset.astype(np.float64), span.astype(np.float64))

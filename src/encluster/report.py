@@ -199,6 +199,17 @@ def baseline_name(metrics):
     return "raw pixels" if metrics.get("image_shape") else "raw features"
 
 
+def separation_sentence(metrics):
+    """What the label-free separation check found, in words (terminal and report alike)."""
+    sep = metrics["separation"]
+    where = f"on the scaled input (mean silhouette {sep['baseline']:.3f} against {sep['encoding']:.3f})"
+    if sep.get("baseline_in_space") is not None:
+        where += (f" and where the encoding's clusters were found ({sep['baseline_in_space']:.3f} against "
+                  f"{sep['encoding_in_space']:.3f})")
+    return (f"k-means on the {baseline_name(metrics)} gives clusters at least as well separated as the encoding's, "
+            f"{where}, no labels used; the encoding may not help here: compare both before trusting either")
+
+
 def _scores_table(runs):
     """Scores on the encoding (and raw pixels) for one or several runs."""
     head = "<tr><th>run</th><th>data</th>" + "".join(f"<th>{n}</th>" for n in SCORE_NAMES) + "</tr>"
@@ -308,10 +319,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
     separation = metrics.get("separation") or {}
     warning = ""
     if separation.get("raw_at_least_as_good"):
-        warning = (f"<p class='warning'>On the scaled input, k-means on the {baseline_name(metrics)} gives "
-                   f"clusters at least as well separated as the encoding's (mean silhouette "
-                   f"{separation['baseline']:.3f} against {separation['encoding']:.3f}, no labels used): the "
-                   "encoding may not help here; compare both before trusting either.</p>")
+        sentence = separation_sentence(metrics)
+        warning = f"<p class='warning'>{html.escape(sentence[0].upper() + sentence[1:])}.</p>"
     sections = [f"<section><h2>Scores</h2>{warning}{_scores_table([(title, metrics)])}<div class='facts'>{facts_html}</div>"
                 "<p class='note'>ACC: best one-to-one matching of clusters to classes; purity: majority class share; "
                 "mean_cluster_purity: the original experiment's mean over clusters.</p></section>"]

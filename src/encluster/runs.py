@@ -64,9 +64,13 @@ class _RunConfigMethods:
             raise ConfigError(f"{path}: unknown settings {unknown}; known ones are {sorted(fields)}")
         return cls(**settings)
 
-    def estimator(self, verbose=0):
-        """The `EncodingClusterer` this run fits."""
-        return EncodingClusterer(**{s.name: getattr(self, s.name) for s in MODEL_SETTINGS}, verbose=verbose)
+    def estimator(self, verbose=0, *, images=False):
+        """The `EncodingClusterer` this run fits. For `images`, "auto" scaling keeps pixels on [0, 1]
+        whatever their type (they share one scale already, and the report shows them so)."""
+        est = EncodingClusterer(**{s.name: getattr(self, s.name) for s in MODEL_SETTINGS}, verbose=verbose)
+        if images and est._resolved()["scaling"] == "auto":
+            est.set_params(scaling="minmax")
+        return est
 
     def load_data(self):
         """The run's data, unscaled (the model learns and saves its own scaling)."""
@@ -198,7 +202,7 @@ def _run(config, out, checkpoint, verbose):
     timings["load"] = time.perf_counter() - t
     log.info("loaded %s: %d samples x %d features", dataset.name, *dataset.X.shape)
 
-    est = config.estimator(verbose)
+    est = config.estimator(verbose, images=dataset.image_shape is not None)
     t = time.perf_counter()
     est.fit(dataset.X, checkpoint=checkpoint)
     timings["fit"] = time.perf_counter() - t
@@ -224,8 +228,9 @@ def _run(config, out, checkpoint, verbose):
         "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }
     t = time.perf_counter()
+    space = est.embedded_ if est.embedded_ is not None else codes
     metrics.update(score_run(dataset.y, labels, est.n_clusters_, ScaledRows(dataset.X, est.scaler_) if config.baseline else None,
-                             random_state=config.random_state))
+                             space=space, random_state=config.random_state))
     timings["score"] = time.perf_counter() - t
 
     if out is None:  # not rank 0: nothing to save

@@ -1,43 +1,78 @@
-"""Mapping raw samples into [0, 1], the range the autoencoder's sigmoid output and
-binary cross-entropy expect. The scaler is saved with the model so that `predict`
-scales new data exactly as training did."""
+"""Mapping raw samples onto the scale the autoencoder learns in. The scaler is saved with the
+model so that `predict` scales new data exactly as training did.
+
+Images (and any data whose values are bounded) go onto [0, 1], the range a sigmoid output and
+binary cross-entropy expect. Table columns in unrelated units are standardised instead: a
+min-max map lets one outlier squeeze a whole column into a sliver of [0, 1], while a z-score
+gives every column the same spread whatever its range (what k-means, UMAP and a squared-error
+network all assume).
+"""
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import check_samples
+from .errors import ConfigError
+from .validation import check_samples, row_chunks
 
-MODES = ("uint8", "identity", "minmax")
+MODES = ("uint8", "identity", "minmax", "standard")
+SCALINGS = ("minmax", "standard", "auto")
+
+
+def is_bounded(X):
+    """True for data already on an image's scale: uint8, or floats within [0, 1]."""
+    if X.dtype == np.uint8:
+        return True
+    return bool(np.issubdtype(X.dtype, np.floating)
+                and all(chunk.min() >= 0 and chunk.max() <= 1 for chunk in row_chunks(X)))
 
 
 @dataclass
 class Scaler:
-    """How raw data is mapped into [0, 1].
+    """How raw data is mapped onto the network's scale.
 
-    mode : {"uint8", "identity", "minmax"}
-        "uint8" divides by 255; "identity" keeps float data already in [0, 1];
-        "minmax" maps each feature's training minimum..maximum onto 0..1.
-    data_min, data_max : ndarray of shape (n_features,) or None
-        The per-feature range seen in training, for "minmax" only.
+    mode : {"uint8", "identity", "minmax", "standard"}
+        "uint8" divides by 255; "identity" keeps float data already in [0, 1]; "minmax" maps
+        each feature's training minimum..maximum onto 0..1; "standard" subtracts each
+        feature's training mean and divides by its standard deviation.
+    offset, span : ndarray of shape (n_features,) or None
+        Per feature, what is subtracted and what it is divided by ("minmax": the minimum and
+        the range; "standard": the mean and the standard deviation). A constant feature's
+        span is 1, so it maps to 0 instead of dividing by 0.
     """
 
     mode: str
-    data_min: np.ndarray | None = None
-    data_max: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    span: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, X):
-        """Choose the mapping from the training data."""
+    def fit(cls, X, scaling="minmax"):
+        """Choose the mapping from the training data.
+
+        scaling : {"minmax", "standard", "auto"}
+            "minmax": uint8 and [0, 1] data as they are, anything else per feature onto
+            [0, 1]; "standard": a z-score per feature; "auto": "minmax" for bounded data
+            (uint8 or within [0, 1], as images are), "standard" for the rest (tables).
+        """
         X = check_samples(X)
+        if scaling not in SCALINGS:
+            raise ConfigError(f"scaling={scaling!r}; expected one of {', '.join(SCALINGS)}")
+        if scaling == "auto":
+            scaling = "minmax" if is_bounded(X) else "standard"
+        if scaling == "standard":
+            mean, std = _moments(X)
+            # A spread within float rounding of the mean is a constant column, not a scale to divide by.
+            return cls("standard", mean, np.where(std > 1e-12 * np.abs(mean), std, 1.0))
         if X.dtype == np.uint8:
             return cls("uint8")
-        if np.issubdtype(X.dtype, np.floating) and X.min() >= 0 and X.max() <= 1:
+        if is_bounded(X):
             return cls("identity")
-        return cls("minmax", X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64))
+        low = np.min([chunk.min(axis=0) for chunk in row_chunks(X)], axis=0).astype(np.float64)
+        high = np.max([chunk.max(axis=0) for chunk in row_chunks(X)], axis=0).astype(np.float64)
+        return cls("minmax", low, np.where(high > low, high - low, 1.0))
 
     def transform(self, X):
-        """Scale `X` into float32; values outside the training range are clipped to [0, 1]."""
+        """Scale `X` into float32; "minmax" clips values outside the training range to [0, 1]."""
         return self._scale(check_samples(X))
 
     def _scale(self, X):
@@ -45,10 +80,8 @@ class Scaler:
             return X.astype(np.float32) / np.float32(255)
         if self.mode == "identity":
             return np.clip(X, 0, 1).astype(np.float32, copy=False)
-        span = self.data_max - self.data_min
-        # A constant feature carries no information: map it to 0 instead of dividing by 0.
-        span = np.where(span > 0, span, 1.0)
-        return np.clip((X - self.data_min) / span, 0, 1).astype(np.float32)
+        scaled = (X - self.offset) / self.span
+        return (np.clip(scaled, 0, 1) if self.mode == "minmax" else scaled).astype(np.float32)
 
     def inverse_transform(self, Z):
         """Map scaled values (e.g. decoded centroids) back into the raw data's units."""
@@ -57,7 +90,22 @@ class Scaler:
             return Z * 255
         if self.mode == "identity":
             return Z
-        return self.data_min + Z * (self.data_max - self.data_min)
+        return self.offset + Z * self.span
+
+
+def _moments(X):
+    """Each column's mean and standard deviation, in one pass over row blocks (float64 sums)."""
+    count, total, squares = 0, 0.0, 0.0
+    for chunk in row_chunks(X):
+        chunk = np.asarray(chunk, dtype=np.float64)
+        count, total, squares = count + len(chunk), total + chunk.sum(axis=0), squares + (chunk**2).sum(axis=0)
+    mean = total / count
+    # The two-sums variance loses digits when the mean dwarfs the spread; a second pass
+    # around the mean is exact enough and reads the data once more only in that case.
+    variance = squares / count - mean**2
+    if np.any(variance < 1e-6 * np.maximum(mean**2, 1e-300)):
+        variance = sum(((np.asarray(c, dtype=np.float64) - mean) ** 2).sum(axis=0) for c in row_chunks(X)) / count
+    return mean, np.sqrt(np.maximum(variance, 0))
 
 
 class ScaledRows:

@@ -11,7 +11,7 @@ from rich.table import Table
 from .errors import RunDirError
 from .metrics import SCORE_NAMES
 from .profiles import describe_top
-from .report import baseline_name
+from .report import baseline_name, separation_sentence
 
 MAX_PROFILE_LINES = 20
 
@@ -95,7 +95,5 @@ def print_datasets(rows):
 
 def separation_note(metrics):
     """One line, when k-means on the raw input separates the rows at least as well as the encoding."""
-    sep = metrics["separation"]
-    return (f"note: on the scaled input, k-means on the {baseline_name(metrics)} gives clusters at least as well "
-            f"separated as the encoding's (mean silhouette {sep['baseline']:.3f} against {sep['encoding']:.3f}, no "
-            "labels used); the encoding may not help here: compare both before trusting either")
+    return "note: " + separation_sentence(metrics)
+

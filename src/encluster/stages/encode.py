@@ -6,6 +6,7 @@ Method ``umap`` has no encoder: its "codes" are the scaled input itself.
 """
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -13,14 +14,27 @@ import torch
 from ..errors import ModelError
 from ..models import ACTIVATIONS, INITS, Autoencoder, AutoencoderSpec, parameter_shapes
 from ..params import Either, Interval, Options, Setting, Sizes, settings_class
+from ..scaling import SCALINGS
 from ..training import LOSSES, SCHEDULES, TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder
 from ..validation import row_chunks
 
 # Code (and UMAP) width when it is "auto" and the number of clusters is "auto" too.
 AUTO_CODE_SIZE = 10
+# hidden="auto": N2D's 500-500-2000 shape, each width WIDTH_PER_FEATURE x the input's (within the bounds below),
+# so 13 table columns get 104-104-416 instead of 500 units each, and 64 or more features get N2D's network.
+WIDTH_PER_FEATURE = 8
+WIDTH_BOUNDS = (64, 500)
+# steps="auto": at least STEPS_PER_ROOT_SAMPLE x sqrt(n) optimizer steps, where the held-out reconstruction loss
+# levels off on sets of 178 to 16,000 samples (benchmarks/results/pretraining_steps.md).
+STEPS_PER_ROOT_SAMPLE = 10
 
 SETTINGS = (
-    Setting("hidden", Sizes(), "encoder layer widths between the input and the code", (500, 500, 2000)),
+    Setting("scaling", Options(SCALINGS), "how raw features are scaled: minmax: onto [0, 1] (uint8 divided by 255, "
+            "data in [0, 1] kept); standard: z-score per feature; auto: minmax for images and data in [0, 1], "
+            "standard for other tables", "minmax"),
+    Setting("hidden", Either((Sizes(), Options(("auto",)))), "encoder layer widths between the input and the code; "
+            f"auto: w-w-4w, w = {WIDTH_PER_FEATURE} per input feature within {WIDTH_BOUNDS[0]}..{WIDTH_BOUNDS[1]}",
+            (500, 500, 2000)),
     Setting("code_size", Either((Interval(int, 1), Options(("auto",)))),
             "width of the code; auto: one number per cluster (N2D's choice)", "auto"),
     Setting("decoder_hidden", Either((Sizes(), Options(("mirror",)))),
@@ -30,7 +44,10 @@ SETTINGS = (
     Setting("output_activation", Options(tuple(ACTIVATIONS)), "non-linearity on the reconstruction", "linear"),
     Setting("init", Options(INITS), "weight initialisation (xavier: Keras' Glorot-uniform; xavier-sigmoid: "
             "its 4x range for sigmoid units; torch: PyTorch's own)", "xavier"),
-    Setting("epochs", Interval(int, 0), "passes of pretraining over the data", 40),
+    Setting("epochs", Interval(int, 0), "passes of pretraining over the data (more when `steps` needs them)", 40),
+    Setting("steps", Either((Interval(int, 0), Options(("auto",)))), "at least this many optimizer steps of "
+            "pretraining, in whole passes: a small data set gets more passes than `epochs`; auto: "
+            f"{STEPS_PER_ROOT_SAMPLE} x sqrt(samples)", 0),
     Setting("batch_size", Interval(int, 1), "samples per optimizer step (the global batch under torchrun)", 256),
     Setting("learning_rate", Interval(float, 0, closed="neither"), "Adam's step size (the peak, when decayed)", 1e-3),
     Setting("loss", Options(tuple(LOSSES)), "reconstruction loss: binary cross-entropy or squared error", "mse"),
@@ -55,17 +72,40 @@ def code_width(settings, n_clusters):
     return per_cluster(n_clusters) if settings.code_size == "auto" else settings.code_size
 
 
+def hidden_widths(hidden, n_features):
+    """The encoder's widths: as set, or for "auto" N2D's shape sized from the input's width."""
+    if hidden != "auto":
+        return hidden
+    width = min(max(WIDTH_PER_FEATURE * n_features, WIDTH_BOUNDS[0]), WIDTH_BOUNDS[1])
+    return (width, width, 4 * width)
+
+
 def network_spec(settings, n_features, code_size):
     """The `AutoencoderSpec` these settings describe for data `n_features` wide."""
     network = {name: getattr(settings, name) for name in NETWORK}
+    network["hidden"] = hidden_widths(network["hidden"], n_features)
     if network["decoder_hidden"] == "mirror":
         network["decoder_hidden"] = None
     return AutoencoderSpec(n_features=n_features, code_size=code_size, **network)
 
 
-def training_config(settings, device):
-    """The `TrainingConfig` these settings describe, with "auto" precision resolved for `device`."""
-    return TrainingConfig(**{name: getattr(settings, name) for name in TRAINING},
+def pretraining_epochs(settings, n_samples):
+    """Passes over `n_samples` rows: `epochs`, or more where that is fewer than `steps` steps.
+
+    Passes alone undertrain small data: 30 passes are 8,200 steps on 70,000 samples but 240 on
+    1,797, and one step per pass on a 178-row table.
+    """
+    if settings.epochs == 0:
+        return 0
+    steps = STEPS_PER_ROOT_SAMPLE * math.sqrt(n_samples) if settings.steps == "auto" else settings.steps
+    return max(settings.epochs, math.ceil(steps / math.ceil(n_samples / settings.batch_size)))
+
+
+def training_config(settings, device, n_samples):
+    """The `TrainingConfig` these settings describe for `n_samples` rows, with "auto" epochs and
+    precision resolved."""
+    values = {name: getattr(settings, name) for name in TRAINING}
+    return TrainingConfig(**{**values, "epochs": pretraining_epochs(settings, n_samples)},
                           precision=resolve_precision(settings.precision, device))
 
 
@@ -100,9 +140,9 @@ def encode(autoencoder, data, *, row_exact=False):
 
 
 def decode(autoencoder, codes):
-    """Samples (in the model's [0, 1] scale) for `codes`; without a network, the codes clipped."""
+    """Samples (in the model's scale) for `codes`; without a network the codes are scaled rows already."""
     if autoencoder is None:
-        return np.clip(codes, 0, 1).astype(np.float32)
+        return np.asarray(codes, dtype=np.float32)
     return apply_in_batches(autoencoder.decode, codes.astype(np.float32))
 
 
