@@ -142,6 +142,8 @@ def test_non_image_report(browser, table_run):
     assert "x0: " in page.inner_text("#hover-text") and "x6: " in page.inner_text("#hover-text")
     assert "UMAP embedding" in page.evaluate("() => document.getElementById('scatter').layout.title.text")
     assert "raw features" in page.inner_text("table.scores") and "raw pixels" not in page.inner_text("body")
+    # The default clusters a 7-column table without a network: no training loss to show.
+    assert metrics["method"] == "umap" and "Training loss" not in page.inner_text("body")
     for kind, name, value, _ in page.evaluate(SCORES):
         assert value == (metrics[name] if kind == "encoding" else metrics["pixels"][name])
     page.close()

@@ -285,8 +285,9 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
         shown = np.sort(np.random.default_rng(0).choice(n, MAX_SCATTER_POINTS, replace=False))
         subsample_note = (f"{MAX_SCATTER_POINTS:,} of {n:,} points are shown, drawn at random with a fixed "
                           "seed (0); scores use every sample.")
-    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown, space),
-               "loss": _loss_figure(history, loss_name)}
+    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown, space)}
+    if history:  # no network (method umap), no training to show
+        figures["loss"] = _loss_figure(history, loss_name)
     if metrics.get("confusion") is not None:
         figures["confusion"] = _confusion_figure(metrics["confusion"], {int(k): v for k, v in metrics["matching"].items()},
                                                  class_names)
@@ -313,7 +314,7 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
     facts = {"samples": f"{metrics['n_samples']:,}", "features": metrics.get("n_features"),
              "clusters": metrics["n_clusters"], "train": f"{metrics.get('train_seconds', 0):.1f} s",
              "total": f"{metrics.get('total_seconds', 0):.1f} s", "peak memory": f"{metrics.get('peak_memory_mb', 0):.0f} MB",
-             "final loss": f"{metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None else "-",
+             "final loss": f"{metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None else "no network",
              "encluster": metrics.get("encluster_version")}
     facts_html = "".join(f"<span><b>{k}</b> {html.escape(str(v))}</span>" for k, v in facts.items())
     separation = metrics.get("separation") or {}
@@ -347,7 +348,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
                         f"{_profile_table(profiles)}<div id='profiles'></div></section>")
     if "confusion" in figures:
         sections.append("<section><h2>Confusion matrix</h2><div id='confusion'></div></section>")
-    sections.append("<section><h2>Training loss</h2><div id='loss'></div></section>")
+    if "loss" in figures:
+        sections.append("<section><h2>Training loss</h2><div id='loss'></div></section>")
     sections.append("<section><details><summary>Full configuration</summary><pre>"
                     f"{html.escape(json.dumps(config, indent=2))}</pre></details></section>")
     return _page(f"encluster report: {title}", "encluster report", title, "".join(sections) + atlas_html, figures,

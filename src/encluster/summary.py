@@ -45,8 +45,10 @@ def print_run_summary(metrics, run_dir):
     selection = metrics.get("cluster_selection")
     if selection:
         console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")
-    console.print(f"trained in {metrics['train_seconds']:.1f} s, total {metrics['total_seconds']:.1f} s, "
-                  f"peak memory {metrics['peak_memory_mb']:.0f} MB")
+    # Method umap (what the default runs for a narrow table) trains no network: say so instead of "0.0 s".
+    trained = ("no network (method umap)" if metrics.get("method") == "umap"
+               else f"trained in {metrics['train_seconds']:.1f} s")
+    console.print(f"{trained}, total {metrics['total_seconds']:.1f} s, peak memory {metrics['peak_memory_mb']:.0f} MB")
     console.print(f"results in {run_dir}")
 
 
