@@ -46,6 +46,14 @@ def test_every_parameter_is_a_config_field_and_back():
     assert set(est.get_params()) == set(PARAMETERS)
 
 
+def test_auto_scaling_keeps_an_image_run_on_the_unit_interval():
+    """Images share one scale and the report shows them on [0, 1]: a run of images takes "auto" as
+    "minmax", whatever their dtype; a table keeps "auto" (z-score unless bounded)."""
+    config = RunConfig(scaling="auto")
+    assert config.estimator(images=True).scaling == "minmax" and config.estimator().scaling == "auto"
+    assert RunConfig(scaling="standard").estimator(images=True).scaling == "standard"  # as asked
+
+
 def test_a_flag_reaches_the_estimator_through_config_json(tmp_path):
     from encluster.cli import _run_config
 
