@@ -82,12 +82,17 @@ def test_object_arrays_need_pickle_and_are_refused(tmp_path):
         load_dataset(tmp_path / "o.npy")
 
 
-def test_csv_with_header_and_label_column(tmp_path):
-    path = tmp_path / "iris.csv"
-    path.write_text("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n")
+@pytest.mark.parametrize("text, X, y, classes", [
+    ("a,b,species\n1,2,setosa\n3,4,virginica\n5,6,setosa\n", [[1, 2], [3, 4], [5, 6]], [0, 1, 0],
+     ["setosa", "virginica"]),
+    # Numbers with spaces or quotes around them are numbers; names and labels lose their spaces.
+    ('a, b ,species\n 1 ,"2.5",x\n3,4, y\n', [[1, 2.5], [3, 4]], [0, 1], ["x", "y"]),
+])
+def test_csv_with_header_and_label_column(tmp_path, text, X, y, classes):
+    path = tmp_path / "table.csv"
+    path.write_text(text)
     d = load_dataset(path, label_column="species", scale=False)
-    assert d.X.tolist() == [[1, 2], [3, 4], [5, 6]]
-    assert d.y.tolist() == [0, 1, 0] and d.class_names == ["setosa", "virginica"]
+    assert d.X.tolist() == X and d.y.tolist() == y and d.class_names == classes and d.feature_names == ["a", "b"]
 
 
 def test_csv_without_header(tmp_path):
@@ -199,13 +204,6 @@ def test_a_csv_that_is_not_utf8_says_so(tmp_path):
         (tmp_path / "latin.csv").write_bytes(text)
         with pytest.raises(DataError, match="UTF-8"):
             load_dataset(tmp_path / "latin.csv")
-
-
-def test_csv_numbers_with_spaces_and_quotes_are_numbers(tmp_path):
-    path = tmp_path / "loose.csv"
-    path.write_text('a, b ,label\n 1 ,"2.5",x\n3,4, y\n')
-    d = load_dataset(path, label_column="label", scale=False)
-    assert d.X.tolist() == [[1, 2.5], [3, 4]] and d.feature_names == ["a", "b"] and d.class_names == ["x", "y"]
 
 
 def test_a_csv_and_its_parquet_copy_load_the_same(tmp_path):
