@@ -305,3 +305,20 @@ def test_every_row_alone_gets_the_cluster_it_gets_in_the_whole_batch(fitted, dig
         X = X_new + noise * rng.normal(size=X_new.shape)
         alone = np.array([est.predict(X[i : i + 1])[0] for i in range(len(X))])
         assert np.array_equal(est.predict(X), alone)
+
+
+def test_umaps_kernels_compiled_once_give_the_same_labels_when_loaded_from_the_cache(tmp_path):
+    """umap-learn's kernels are kept on disk by numba after the first fit; a second process that
+    loads them clusters exactly as the one that compiled them."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import numpy as np, sklearn.datasets as d; from encluster import EncodingClusterer; "
+              "X = d.load_wine().data; print(EncodingClusterer(3, random_state=0).fit(X).labels_.tolist())")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path / "numba") for name in files)
