@@ -89,8 +89,9 @@ def _check(y_true, y_pred):
 def score_run(y, labels, n_clusters, baseline_rows=None, *, space=None, random_state=0):
     """A run's scores for metrics.json. Given `baseline_rows` (the scaled input), k-means on them,
     the baseline the encoding is compared with, and `separation`, a comparison of the two that
-    needs no labels (also in `space`, where the encoding's clusters were found, when given). With labels, the scores of both, the confusion table and the matching of
-    clusters to classes; without, None each."""
+    needs no labels (also made in `space`, where the encoding's clusters were found, when given).
+    With labels, the scores of both, the confusion table and the matching of clusters to classes;
+    without, None each."""
     from .stages.cluster import kmeans_sampled
 
     scores = {name: None for name in SCORE_NAMES}

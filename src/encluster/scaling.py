@@ -57,16 +57,13 @@ class Scaler:
         X = check_samples(X)
         if scaling not in SCALINGS:
             raise ConfigError(f"scaling={scaling!r}; expected one of {', '.join(SCALINGS)}")
-        if scaling == "auto":
-            scaling = "minmax" if is_bounded(X) else "standard"
-        if scaling == "standard":
+        bounded = scaling != "standard" and is_bounded(X)  # one scan, whichever way it goes
+        if scaling == "standard" or (scaling == "auto" and not bounded):
             mean, std = _moments(X)
             # A spread within float rounding of the mean is a constant column, not a scale to divide by.
             return cls("standard", mean, np.where(std > 1e-12 * np.abs(mean), std, 1.0))
-        if X.dtype == np.uint8:
-            return cls("uint8")
-        if is_bounded(X):
-            return cls("identity")
+        if bounded:
+            return cls("uint8" if X.dtype == np.uint8 else "identity")
         low = np.min([chunk.min(axis=0) for chunk in row_chunks(X)], axis=0).astype(np.float64)
         high = np.max([chunk.max(axis=0) for chunk in row_chunks(X)], axis=0).astype(np.float64)
         return cls("minmax", low, np.where(high > low, high - low, 1.0))

@@ -21,7 +21,7 @@ from ..validation import row_chunks
 # Code (and UMAP) width when it is "auto" and the number of clusters is "auto" too.
 AUTO_CODE_SIZE = 10
 # hidden="auto": N2D's 500-500-2000 shape, each width WIDTH_PER_FEATURE x the input's (within the bounds below),
-# so 13 table columns get 104-104-416 instead of 500 units each, and 64 or more features get N2D's network.
+# so 13 table columns get 104-104-416 instead of 500 units each, and 63 or more features get N2D's network.
 WIDTH_PER_FEATURE = 8
 WIDTH_BOUNDS = (64, 500)
 # steps="auto": at least STEPS_PER_ROOT_SAMPLE x sqrt(n) optimizer steps, where the held-out reconstruction loss
@@ -102,8 +102,8 @@ def pretraining_epochs(settings, n_samples):
 
 
 def training_config(settings, device, n_samples):
-    """The `TrainingConfig` these settings describe for `n_samples` rows, with "auto" epochs and
-    precision resolved."""
+    """The `TrainingConfig` these settings describe for `n_samples` rows: the step budget turned into
+    passes, "auto" precision resolved for `device`."""
     values = {name: getattr(settings, name) for name in TRAINING}
     return TrainingConfig(**{**values, "epochs": pretraining_epochs(settings, n_samples)},
                           precision=resolve_precision(settings.precision, device))
