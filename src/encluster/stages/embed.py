@@ -16,6 +16,7 @@ approximate search (single-threaded when seeded), for the same clusters; and a l
 model transforms exactly as the fitted one.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -40,24 +41,25 @@ TRANSFORM_EPOCHS = 100
 INT32_MIN, INT32_MAX = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1
 
 
+@functools.cache
 def keep_compiled_kernels():
-    """Ask numba to keep umap-learn's uncached kernels on disk (its documented `enable_caching`).
+    """Ask numba to keep umap-learn's uncached kernels on disk (its documented `enable_caching`),
+    once per process.
 
     umap-learn compiles them afresh in every process: about 5 of the 6 s a 178-row table took
     to cluster. Cached, a later run loads them instead; the compiled code, and so every result,
-    is the same. Where no cache folder is writable numba says so and they are compiled as before.
+    is the same. Where no cache folder is writable they are compiled in memory as before.
     """
-    import umap.layouts
     import umap.umap_
     import umap.utils
 
-    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
-                   umap.layouts._optimize_layout_euclidean_single_epoch, umap.utils.tau_rand_int):
-        if getattr(kernel, "_cache", None) is not None and type(kernel._cache).__name__ == "NullCache":
-            try:
+    # (Its layout epoch is compiled inside each call with the caller's options and cannot be kept.)
+    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths, umap.utils.tau_rand_int):
+        try:
+            if hasattr(kernel, "enable_caching"):  # a numba dispatcher, as in the umap-learn versions we allow
                 kernel.enable_caching()
-            except RuntimeError:  # no writable cache location: compile in memory, as umap-learn does
-                return
+        except RuntimeError:  # no writable cache location: compile in memory, as umap-learn does
+            return
 
 
 class UmapEmbedding:
