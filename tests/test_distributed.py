@@ -210,15 +210,18 @@ def _fit_worker(rank, out, X, preset):
     if preset == "n2d-sampled":  # UMAP fitted on a sample by rank 0, every shard placed by transform
         monkeypatch = pytest.MonkeyPatch()
         monkeypatch.setattr("encluster.stages.embed.MAX_UMAP_FIT_SAMPLES", 100)
-    est = EncodingClusterer(3, preset=preset.removesuffix("-sampled"), epochs=10, batch_size=32, random_state=0, n_neighbors=10).fit(X)
+    extra = {"selflabel": "on", "selflabel_steps": 40} if preset == "n2d-selflabel" else {}
+    est = EncodingClusterer(3, preset=preset.removesuffix("-sampled").removesuffix("-selflabel"), epochs=10,
+                            batch_size=32, random_state=0, n_neighbors=10, **extra).fit(X)
     np.savez(out / f"{preset}-rank{rank}.npz", labels=est.labels_, centers=est.cluster_centers_, codes=est.codes_,
              predicted=est.predict(X[::7]), world=est.world_size_)
 
 
-@pytest.mark.parametrize("preset", ["idec", "n2d", "n2d-sampled"])
+@pytest.mark.parametrize("preset", ["idec", "n2d", "n2d-sampled", "n2d-selflabel"])
 def test_every_process_ends_with_the_same_fitted_model(tmp_path, blobs, preset):
     # idec: data-parallel refinement with the target's cluster frequencies summed over
-    # both processes; n2d: UMAP and the mixture fitted on rank 0 and shared.
+    # both processes; n2d: UMAP and the mixture fitted on rank 0 and shared; selflabel: the sure
+    # members chosen on rank 0, the classifier trained data-parallel, every shard relabelled.
     X, y = blobs
     _spawn(_fit_worker, tmp_path, X, preset)
     ranks = [np.load(tmp_path / f"{preset}-rank{r}.npz") for r in range(WORLD)]

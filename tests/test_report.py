@@ -31,7 +31,8 @@ def _run(tmp_path_factory, *args):
 
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
-    return _run(tmp_path_factory, "--preset", "original", "--dataset", "digits", "--max-samples", "400", "--epochs", "5", "--n-init", "2")
+    return _run(tmp_path_factory, "--preset", "original", "--dataset", "digits", "--max-samples", "400", "--epochs", "5",
+                "--n-init", "2", "--selflabel", "on", "--selflabel-steps", "100")
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,14 @@ def test_image_report(browser, image_run):
     for kind, name, value, text in scores:
         expected = metrics[name] if kind == "encoding" else metrics["pixels"][name]
         assert value == expected and text == f"{expected:.4f}"
+    # What self-labelling did: the moved count and the largest flow, as metrics.json has them.
+    relabelled = metrics["selflabel"]
+    section = page.inner_text("section:has(h2:text('Self-labelling'))")
+    assert f"It moved {relabelled['moved']:,} samples" in section and "CNN for 100 steps" in section
+    assert f"ACC {relabelled['before']['acc']:.4f} before it" in section
+    if relabelled["moves"]:
+        first, second, count = relabelled["moves"][0]
+        assert f"{first}\t{second}\t{count}" in section
     # Hovering a point shows that sample's image in the side panel.
     page.evaluate("""() => { const s = document.getElementById('scatter');
         s.emit('plotly_hover', {points: [{customdata: s.data[0].customdata[0]}]}); }""")

@@ -131,3 +131,30 @@ def test_resume_without_an_interrupted_run(tmp_path):
     result = subprocess.run([sys.executable, "-m", "encluster", "run", "--resume", str(tmp_path / "nothing")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "no interrupted run" in result.stderr
+
+
+SELFLABEL_ARGS = ["--preset", "original", "--dataset", "digits", "--epochs", "2", "--n-init", "1", "--selflabel", "on",
+                  "--selflabel-steps", "1500", "--no-plots", "--no-baseline", "--no-report", "-q", "--seed", "3"]
+
+
+def test_ctrl_c_during_self_labelling_resumes_to_the_same_labels(tmp_path):
+    reference = tmp_path / "reference"
+    done = subprocess.run([sys.executable, "-m", "encluster", "run", *SELFLABEL_ARGS, "--out", str(reference)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "run"
+    proc = start(*SELFLABEL_ARGS, "--out", out)
+    # The classifier's first checkpoint (step 500) means it is training: stop it there.
+    wait_for(checkpoint_of(out).with_name("checkpoint.selflabel.pt"), proc, timeout=200)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "self-labelling" in err, err
+    saved = checkpoint_of(out).with_name("checkpoint.selflabel.pt")
+    assert saved.exists() and not out.exists()
+    resumed = subprocess.run([sys.executable, "-m", "encluster", "run", "--resume", str(out), "-q"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert np.array_equal(np.load(out / "assignments.npy"), np.load(reference / "assignments.npy"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selflabel"] == json.loads((reference / "metrics.json").read_text())["selflabel"]
+    assert not saved.parent.exists()

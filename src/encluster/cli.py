@@ -119,10 +119,11 @@ def _cmd_run(args):
                 metrics, run_dir = resume_experiment(out, device=args.device, verbose=verbose)
             else:
                 metrics, run_dir = run_experiment(config, out, force=args.force, verbose=verbose)
-        except (TrainingInterrupted, KeyboardInterrupt):
+        except (TrainingInterrupted, KeyboardInterrupt) as exc:
             if group.is_main:
                 launcher = "torchrun ... -m encluster" if group.world_size > 1 else "encluster"
-                print(f"interrupted; continue with: {launcher} run --resume {out}", file=sys.stderr)
+                where = f" ({str(exc).split(';')[0]})" if str(exc) else ""
+                print(f"interrupted{where}; continue with: {launcher} run --resume {out}", file=sys.stderr)
             return 130
     if run_dir is not None:
         from .summary import print_run_summary

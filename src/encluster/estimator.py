@@ -17,7 +17,7 @@ from .errors import ConfigError, DataError, NotFittedError
 from .params import take
 from .presets import get_preset
 from .scaling import ScaledRows, Scaler, row_range
-from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine, resolve_method
+from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine, resolve_method, selflabel
 from .validation import check_n_clusters, check_samples, is_constant
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     - ``"auto"`` (the default preset's): n2d for images and other data of 64 features or
       more, umap for narrower tables, where the network did not help (docs/benchmarks.md).
 
+    After any method, ``selflabel`` can relabel every sample with a classifier trained on
+    the clusters' surest members, with augmentation (a CNN for images; see
+    `encluster.stages.selflabel`); the default preset does so for images.
+
 {parameters}
 
     Attributes
@@ -72,7 +76,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     method_ : str
         The method that ran ("auto" resolved).
     labels_ : ndarray of shape (n_samples,)
-        Cluster of each training sample.
+        Cluster of each training sample (after self-labelling, the classifier's).
     n_clusters_ : int
         Number of clusters used (chosen, when `n_clusters="auto"`).
     cluster_selection_ : dict or None
@@ -92,6 +96,15 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Mean reconstruction loss of each pretraining epoch.
     refinement_history_ : list of float
         DEC/IDEC: fraction of assignments that changed at each target update.
+    classifier_ : Classifier or None
+        The self-labelling classifier (None where `selflabel` is off); `predict` uses it.
+    selflabel_ : dict or None
+        What self-labelling did: how many sure members taught the classifier, its steps,
+        augmentation and loss, how many samples it moved and between which clusters.
+    clustered_labels_ : ndarray of shape (n_samples,)
+        The clusters before self-labelling (the clustering's and DEC/IDEC's); not saved.
+    image_shape_ : tuple or None
+        The shape of one sample, where the samples are images.
     scaler_ : Scaler
         How raw inputs were scaled (onto [0, 1] or by z-score); applied again by `predict`/`transform`.
     n_features_in_ : int
@@ -132,16 +145,20 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 values[setting.name] = setting.check(value)
         return values
 
-    def fit(self, X, y=None, *, checkpoint=None):
+    def fit(self, X, y=None, *, image_shape=None, checkpoint=None):
         """Train the autoencoder on `X`, then cluster the codes.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or images (n_samples, height, width[, channels])
             Raw samples, scaled as the `scaling` setting says (see `encluster.scaling.Scaler`).
+            Images are flattened, and their shape kept for the self-labelling CNN.
         y : ignored
+        image_shape : tuple, optional
+            ``(height, width)`` or ``(height, width, channels)`` when the rows of a 2-D `X` are
+            flattened images (channels last).
         checkpoint : encluster.training.Checkpoint, optional
-            Keep pretraining state in a file so an interrupted fit can resume exactly.
+            Keep training state in files so an interrupted fit can resume exactly.
         """
         # Parameter checks first, then the data-dependent ones (as scikit-learn orders them).
         values = self._resolved()
@@ -149,7 +166,9 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         encoding, embedding = take(encode.EncodeSettings, values), take(embed.EmbedSettings, values)
         clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
         names = _column_names(X)
-        X = check_samples(_numeric_columns(X))
+        X, image_shape = _flattened(_numeric_columns(X), image_shape)
+        X = check_samples(X)
+        image_shape = _check_image_shape(image_shape, X.shape[1])
         method = resolve_method(values["method"], X.shape[1])
         pipeline = METHODS[method]
         training = encode.training_config(encoding, device, len(X))
@@ -165,6 +184,9 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                             "check the data")
         self.method_, self.training_ = method, training
         self.refinement_ = refine.config(refinement, pipeline.refinement) if pipeline.refinement else None
+        self.selflabeling_ = selflabel.config(take(selflabel.SelfLabelSettings, values), image_shape, X.shape[1],
+                                              training.precision)
+        self.image_shape_ = image_shape
         self.world_size_ = group.world_size
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
@@ -202,6 +224,11 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 seed=self.seed_, device=device, verbose=self.verbose, group=group)
             self.codes_ = self._encode_shards(data, group)
         self.timings_["cluster"] = time.perf_counter() - clock
+        self.clustered_labels_, self.classifier_, self.selflabel_ = self.labels_, None, None
+        if self.selflabeling_ is not None and self.n_clusters_ > 1:
+            clock = time.perf_counter()
+            self._self_label(data, device, checkpoint, group)
+            self.timings_["selflabel"] = time.perf_counter() - clock
         self.n_features_in_ = X.shape[1]
         if names is not None:
             self.feature_names_in_ = names
@@ -209,13 +236,51 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             del self.feature_names_in_  # a refit on an unnamed array forgets the earlier names
         return self
 
+    def _self_label(self, data, device, checkpoint, group):
+        """Train the classifier on the surest members and relabel every sample with it."""
+        config = self.selflabeling_
+        members = group.on_main(lambda: {"members": self._sure_members(config.neighbors)})["members"]
+        self.classifier_, history = selflabel.fit(data, members, self.labels_[members], self.n_clusters_, config,
+                                                  seed=self.seed_, device=device, verbose=self.verbose,
+                                                  checkpoint=checkpoint, group=group)
+        labels = selflabel.classify_shards(self.classifier_, data, group)
+        moved, pairs = selflabel.moves(self.labels_, labels, self.n_clusters_)
+        log.info("self-labelling: %d sure members taught the classifier; it moved %d of %d samples", len(members),
+                 moved, len(labels))
+        self.selflabel_ = selflabel.summary(config, members, len(labels), history, moved, pairs)
+        for c in range(self.n_clusters_):  # the centres follow their members (one left empty keeps its own)
+            if np.any(labels == c):
+                self.cluster_centers_[c] = self.codes_[labels == c].mean(axis=0)
+        self.labels_ = labels
+
+    def _sure_members(self, n_neighbors):
+        """The rows whose nearest neighbours in code space all share their cluster: from UMAP's
+        neighbour graph where it has enough neighbours, else from an exact search of the codes
+        (of at most `embed.MAX_UMAP_FIT_SAMPLES` of them, a seeded sample)."""
+        graph = getattr(self.embedding_, "neighbours_", None)
+        if graph is not None and graph.shape[1] > min(n_neighbors, len(graph) - 1):
+            rows = self.embedding_.fit_rows_
+        else:
+            from sklearn.neighbors import NearestNeighbors
+
+            n = len(self.codes_)
+            rows = np.arange(n) if n <= embed.MAX_UMAP_FIT_SAMPLES else np.sort(
+                np.random.default_rng(self.seed_).choice(n, embed.MAX_UMAP_FIT_SAMPLES, replace=False))
+            codes = self.codes_[rows]
+            graph = NearestNeighbors(n_neighbors=min(n_neighbors + 1, len(rows)), n_jobs=-1).fit(codes) \
+                .kneighbors(codes, return_distance=False)
+        return selflabel.sure_members(graph, self.labels_, rows, self.n_clusters_, n_neighbors)
+
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
             raise NotFittedError("this EncodingClusterer is not fitted yet; call fit(X) or load a saved model first")
 
     def _check_width(self, X):
         self._check_names(_column_names(X))
-        X = check_samples(_numeric_columns(X))
+        X = _numeric_columns(X)
+        if np.ndim(X) > 2 and getattr(self, "image_shape_", None) is not None:
+            X, _ = _flattened(X, None)
+        X = check_samples(X)
         if X.shape[1] != self.n_features_in_:
             raise DataError(f"X has {X.shape[1]} features, but EncodingClusterer is expecting {self.n_features_in_} "
                             "features as input (the training data's width); give data of the same width and layout")
@@ -250,8 +315,12 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_), row_exact=True)
 
     def predict(self, X):
-        """The cluster of each sample in `X`: the mixture component of its UMAP position
-        (n2d, umap), else the nearest centre to its code."""
+        """The cluster of each sample in `X`: the self-labelling classifier's, where there is one;
+        else the mixture component of its UMAP position (n2d, umap), else the nearest centre to
+        its code."""
+        if getattr(self, "classifier_", None) is not None:
+            self._check_fitted()
+            return selflabel.classify(self.classifier_, ScaledRows(self._check_width(X), self.scaler_))
         codes = self.transform(X)
         space = embed.apply(self.embedding_, codes) if self.embedding_ is not None else codes
         return cluster.predict(self.cluster_centers_, self.mixture_, space, codes)
@@ -314,6 +383,27 @@ def _numeric_columns(X):
             raise DataError(f"column {column!r} holds {dtype}, not numbers; drop it, or encode it as numbers "
                             "(for categories, e.g. pandas.get_dummies)")
     return X.to_numpy()
+
+
+def _flattened(X, image_shape):
+    """A stack of images (n, height, width[, channels]) as rows, with its image shape; other data as it is."""
+    if isinstance(X, np.ndarray) and X.ndim in (3, 4):
+        if image_shape is not None and tuple(image_shape) != X.shape[1:]:
+            raise DataError(f"X holds images of shape {X.shape[1:]} but image_shape={tuple(image_shape)}; give one "
+                            "of them, or the same shape in both")
+        return X.reshape(len(X), -1), X.shape[1:]
+    return X, image_shape
+
+
+def _check_image_shape(image_shape, n_features):
+    """`image_shape` as a tuple, checked against the rows' width."""
+    if image_shape is None:
+        return None
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) not in (2, 3) or min(shape) < 1 or int(np.prod(shape)) != n_features:
+        raise DataError(f"image_shape={shape} does not describe rows of {n_features} values; give (height, width) "
+                        "or (height, width, channels), channels last, whose product is the number of features")
+    return shape
 
 
 def _scaling_for(encoding, pipeline):

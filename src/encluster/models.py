@@ -1,5 +1,6 @@
 """The autoencoder: a configurable multilayer perceptron in PyTorch."""
 
+import math
 from dataclasses import asdict, dataclass
 
 from torch import nn
@@ -118,3 +119,92 @@ class Autoencoder(nn.Module):
 
     def decode(self, z, activate=True):
         return self.output_activation(self.decoder(z)) if activate else self.decoder(z)
+
+
+@dataclass
+class ClassifierSpec:
+    """The self-labelling classifier's architecture, enough to rebuild it from a saved file.
+
+    n_features : int
+        Width of a (flattened, scaled) sample.
+    n_classes : int
+        Number of clusters it tells apart.
+    width : int
+        Channels of the first convolution (twice as many in the second) for images; units of
+        each hidden layer for rows.
+    image_shape : tuple of int or None
+        ``(height, width)`` or ``(height, width, channels)`` of an image sample (a CNN); None for
+        rows that are not images (an MLP).
+    """
+
+    n_features: int
+    n_classes: int
+    width: int
+    image_shape: tuple | None = None
+
+    def __post_init__(self):
+        if self.image_shape is not None:
+            self.image_shape = tuple(int(s) for s in self.image_shape)
+            if len(self.image_shape) not in (2, 3) or math.prod(self.image_shape) != self.n_features:
+                raise ConfigError(f"image_shape={self.image_shape} does not hold {self.n_features} features; give "
+                                  "(height, width) or (height, width, channels) whose product is the row's width")
+        if min(self.n_features, self.n_classes, self.width) < 1:
+            raise ConfigError(f"classifier sizes must be >= 1 (n_features={self.n_features}, "
+                              f"n_classes={self.n_classes}, width={self.width})")
+
+    @property
+    def kind(self):
+        return "cnn" if self.image_shape is not None else "mlp"
+
+    def to_dict(self):
+        return {**asdict(self), "image_shape": None if self.image_shape is None else list(self.image_shape)}
+
+
+# The CNN's feature map, a quarter of the image's side after two poolings, is averaged down to at most this many
+# cells a side (7: a 28-pixel image's map as it is), so a large image does not get a huge dense layer. Averaged
+# down to 4 instead, the classifier fitted its held-out sure members of MNIST less well (0.990 against 0.993).
+MAX_POOLED_SIDE = 7
+CLASSIFIER_HIDDEN = 128
+
+
+class Classifier(nn.Module):
+    """Tells clusters apart from the samples themselves: for images a small CNN (two 5x5
+    convolutions with max-pooling, LeNet's shape; shift-invariant where the autoencoder's dense
+    layers are not), for other rows a two-layer MLP. Takes flattened scaled rows and returns
+    logits, one per cluster."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        w, k = spec.width, spec.n_classes
+        if spec.image_shape is None:
+            self.features = nn.Sequential(nn.Linear(spec.n_features, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU())
+            self.head = nn.Linear(w, k)
+            return
+        channels = spec.image_shape[2] if len(spec.image_shape) == 3 else 1
+        pooled = [min(math.ceil(side / 4), MAX_POOLED_SIDE) for side in spec.image_shape[:2]]
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, w, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(w, 2 * w, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.AdaptiveAvgPool2d(pooled), nn.Flatten(),
+            nn.Linear(2 * w * pooled[0] * pooled[1], CLASSIFIER_HIDDEN), nn.ReLU())
+        self.head = nn.Linear(CLASSIFIER_HIDDEN, k)
+
+    def as_images(self, rows):
+        """Flattened rows as a batch of (channels, height, width) images (channels last on disk)."""
+        shape = self.spec.image_shape
+        images = rows.reshape(len(rows), shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
+        return images.permute(0, 3, 1, 2)
+
+    def forward(self, rows):
+        inputs = rows if self.spec.image_shape is None else self.as_images(rows)
+        return self.head(self.features(inputs))
+
+
+def classifier_shapes(spec):
+    """The name and shape of every parameter `Classifier(spec)` has, built on the meta device,
+    so a saved file is checked before any memory is allocated."""
+    import torch
+
+    with torch.device("meta"):
+        return {name: tuple(p.shape) for name, p in Classifier(spec).state_dict().items()}

@@ -22,7 +22,7 @@ from .errors import ModelError
 from .models import AutoencoderSpec
 from .provenance import environment
 from .scaling import MODES, Scaler
-from .stages import cluster, embed, encode
+from .stages import cluster, embed, encode, selflabel
 from .training import TrainingConfig
 
 FORMAT = "encluster-model"
@@ -35,11 +35,12 @@ def save_model(est, path, *, training_rows=True):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     network, described_network = encode.to_arrays(est.autoencoder_)
+    classifier, described_classifier = selflabel.to_arrays(getattr(est, "classifier_", None))
     umap_arrays, umap_settings = embed.to_arrays(est.embedding_, training_rows)
     arrays = {**umap_arrays, **cluster.to_arrays(cluster.Clusters(est.labels_, est.cluster_centers_, est.mixture_))}
     if est.scaler_.offset is not None:
         arrays.update({"scaler.offset": est.scaler_.offset, "scaler.span": est.scaler_.span})
-    tensors = {**network, **{k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}}
+    tensors = {**network, **classifier, **{k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -51,6 +52,9 @@ def save_model(est, path, *, training_rows=True):
         "umap": umap_settings,
         "cluster_selection": est.cluster_selection_,
         "refinement_history": [float(h) for h in est.refinement_history_],
+        "classifier": described_classifier,
+        "selflabel": getattr(est, "selflabel_", None),
+        "image_shape": None if getattr(est, "image_shape_", None) is None else list(est.image_shape_),
         "scaler": est.scaler_.mode,
         "n_features_in": int(est.n_features_in_),
         "n_clusters": int(est.cluster_centers_.shape[0]),
@@ -129,7 +133,12 @@ def load_model(cls, path):
         raise ModelError(f"{path / META}: inconsistent description (method {method!r}, scaler {scaler_mode!r}, "
                          f"{n_features} features)")
     model = encode.from_arrays(tensors, meta["autoencoder"], weights_path)
-    arrays = {k: v.numpy() for k, v in tensors.items() if not k.startswith("autoencoder.")}
+    # Models saved before self-labelling have no classifier, and predict as they always did.
+    classifier = selflabel.from_arrays(tensors, meta.get("classifier"), n_features, n_clusters, weights_path)
+    image_shape = meta.get("image_shape")
+    if image_shape is not None and (not isinstance(image_shape, list) or int(np.prod(image_shape)) != n_features):
+        raise ModelError(f"{path / META}: image_shape {image_shape!r} does not hold {n_features} features")
+    arrays = {k: v.numpy() for k, v in tensors.items() if not k.startswith(("autoencoder.", "classifier."))}
     embedding = embed.from_arrays(arrays, umap_settings, code_size, weights_path)
     found = cluster.from_arrays(arrays, n_clusters, code_size,
                                 None if embedding is None else embedding.n_components, weights_path)
@@ -137,6 +146,8 @@ def load_model(cls, path):
     est.autoencoder_, est.method_, est.embedding_, est.mixture_ = model, method, embedding, found.mixture
     est.n_clusters_, est.cluster_selection_, est.refinement_history_ = n_clusters, selection, refinement_history
     est.cluster_centers_ = found.centers
+    est.classifier_, est.selflabel_ = classifier, meta.get("selflabel")
+    est.image_shape_ = None if image_shape is None else tuple(int(s) for s in image_shape)
     est.scaler_ = scaler
     est.training_ = training
     est.n_features_in_ = n_features

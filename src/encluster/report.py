@@ -227,6 +227,24 @@ def _scores_table(runs):
     return f"<table class='scores'>{head}{''.join(body)}</table>"
 
 
+def _selflabel_section(summary):
+    """What self-labelling did: who taught the classifier, how it was trained, what it moved."""
+    if not summary:
+        return ""
+    augmentation = ", ".join(f"{name} {value:g}" for name, value in summary["augmentation"].items()) or "none"
+    before = summary.get("before")
+    scored = (f" ACC {before['acc']:.4f} before it (the clustering's own labels)." if before else "")
+    lines = [f"<p>{summary['sure_members']:,} sure members ({100 * summary['sure_share']:.1f} % of the samples: every "
+             "nearest neighbour in code space in their cluster) taught a "
+             f"{summary['classifier'].upper()} for {summary['steps']:,} steps, augmentation: {html.escape(augmentation)}. "
+             f"It moved <b>{summary['moved']:,}</b> samples to another cluster.{scored}</p>"]
+    if summary["moves"]:
+        rows = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{count:,}</td></tr>" for a, b, count in summary["moves"][:10])
+        lines.append("<table class='scores'><tr><th>from cluster</th><th>to cluster</th><th>samples</th></tr>"
+                     f"{rows}</table><p class='note'>The largest flows; model.json lists up to 20.</p>")
+    return f"<section><h2>Self-labelling</h2>{''.join(lines)}</section>"
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2433;background:#f6f7f9}
 header{background:#1d2433;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
@@ -325,6 +343,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
     sections = [f"<section><h2>Scores</h2>{warning}{_scores_table([(title, metrics)])}<div class='facts'>{facts_html}</div>"
                 "<p class='note'>ACC: best one-to-one matching of clusters to classes; purity: majority class share; "
                 "mean_cluster_purity: the original experiment's mean over clusters.</p></section>"]
+    if metrics.get("selflabel"):
+        sections.append(_selflabel_section(metrics["selflabel"]))
     hover_panel = ("<div id='hover-panel'><canvas id='hover-canvas' width='168' height='168'></canvas>"
                    "<p id='hover-text'>hover a point to see the sample</p></div>" if is_image else
                    "<div id='hover-panel'><p id='hover-text'>hover a point to see its values</p></div>")

@@ -23,7 +23,7 @@ from .distributed import current
 from .errors import ConfigError, RunDirError
 from .estimator import EncodingClusterer
 from .memory import peak_memory_mb
-from .metrics import score_run
+from .metrics import score, score_run
 from .params import run_default
 from .profiles import cluster_profiles, feature_names_for, profiles_csv
 from .provenance import differences, environment
@@ -184,7 +184,7 @@ def _execute(config, staged, run_dir, *, resume, verbose):
         atomic_write_json(staged.path / "metrics.json", metrics)
         if config.report:
             _write_run_report(staged.path, config, metrics, dataset, est, profiles)
-        checkpoint.path.unlink(missing_ok=True)
+        checkpoint.remove()
         staged.commit()
     except (TrainingInterrupted, KeyboardInterrupt):
         raise  # keep the staged folder and its checkpoint for --resume
@@ -204,7 +204,7 @@ def _run(config, out, checkpoint, verbose):
 
     est = config.estimator(verbose, images=dataset.image_shape is not None)
     t = time.perf_counter()
-    est.fit(dataset.X, checkpoint=checkpoint)
+    est.fit(dataset.X, image_shape=dataset.image_shape, checkpoint=checkpoint)
     timings["fit"] = time.perf_counter() - t
     timings.update(est.timings_)
     codes, labels = est.codes_, est.labels_
@@ -231,6 +231,9 @@ def _run(config, out, checkpoint, verbose):
     space = est.embedded_ if est.embedded_ is not None else codes
     metrics.update(score_run(dataset.y, labels, est.n_clusters_, ScaledRows(dataset.X, est.scaler_) if config.baseline else None,
                              space=space, random_state=config.random_state))
+    if est.selflabel_ is not None:
+        metrics["selflabel"] = {**est.selflabel_, "before": None if dataset.y is None
+                                else score(dataset.y, est.clustered_labels_)}
     timings["score"] = time.perf_counter() - t
 
     if out is None:  # not rank 0: nothing to save

@@ -42,6 +42,12 @@ def print_run_summary(metrics, run_dir):
             console.print("  " + describe_top(cluster), highlight=False, markup=False)
         if len(metrics["profiles"]) > MAX_PROFILE_LINES:
             console.print(f"  ... and {len(metrics['profiles']) - MAX_PROFILE_LINES} more in profiles.csv")
+    relabelled = metrics.get("selflabel")
+    if relabelled:
+        before = relabelled.get("before")
+        console.print(f"self-labelling: {relabelled['sure_members']:,} sure members taught a "
+                      f"{relabelled['classifier'].upper()}; it moved {relabelled['moved']:,} samples"
+                      + (f" (ACC {before['acc']:.4f} before)" if before else ""), highlight=False)
     selection = metrics.get("cluster_selection")
     if selection:
         console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")

@@ -124,19 +124,29 @@ class Checkpoint:
     stop: threading.Event = field(default_factory=threading.Event)
     active: bool = False  # True while the training loop runs (and can stop cleanly)
 
-    def save(self, state):
-        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+    def stage_path(self, stage=None):
+        """The file of `stage`'s state (None: pretraining's, `path` itself), e.g. checkpoint.selflabel.pt."""
+        return self.path if stage is None else self.path.with_name(f"{self.path.stem}.{stage}{self.path.suffix}")
 
-    def load(self):
+    def save(self, state, stage=None):
+        atomic_write(self.stage_path(stage), lambda tmp: torch.save(state, tmp))
+
+    def load(self, stage=None):
         # weights_only: our own file, still never unpickled as arbitrary objects. Onto the CPU: a run
         # trained on a GPU can resume on a machine without one (the loop moves the state to its device).
+        path = self.stage_path(stage)
         try:
-            return torch.load(self.path, weights_only=True, map_location="cpu")
+            return torch.load(path, weights_only=True, map_location="cpu")
         except FileNotFoundError:
             return None
         except Exception as exc:  # torch raises a variety of errors for damaged files
-            raise ModelError(f"{self.path}: unreadable checkpoint ({type(exc).__name__}); "
+            raise ModelError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
                              "start over without --resume") from None
+
+    def remove(self, stages=("selflabel",)):
+        """Delete the checkpoint files of pretraining and of `stages`, once the run is complete."""
+        for stage in (None, *stages):
+            self.stage_path(stage).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -1,11 +1,12 @@
-"""The pipeline as four stages, each a module that owns its settings and its fitted state:
+"""The pipeline as five stages, each a module that owns its settings and its fitted state:
 
 1. `encode` — a dense autoencoder turns each sample into a short code (none for ``umap``);
 2. `embed` — UMAP of the codes (n2d, umap and the default), or nothing;
 3. `cluster` — k-means or a Gaussian mixture, with ``n_clusters="auto"``;
-4. `refine` — DEC or IDEC, or nothing.
+4. `refine` — DEC or IDEC, or nothing;
+5. `selflabel` — a classifier trained on the clusters' surest members relabels every sample, or nothing.
 
-A method is a choice of stages (`METHODS`). Every setting of every stage is declared once
+A method is a choice of the first four stages (`METHODS`); the fifth follows any of them. Every setting of every stage is declared once
 (`encluster.params.Setting`); `GROUPS` lists them all, with the pipeline's own, in the order
 the estimator, the presets, ``config.json`` and the command line show them.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from ..params import Either, Interval, Nothing, Options, Pattern, Setting
 from ..presets import PRESET_NAMES, DEFAULT_PRESET
-from . import cluster, embed, encode, refine
+from . import cluster, embed, encode, refine, selflabel
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ RUNTIME = (
             preset=False, flag=""),
 )
 GROUPS = (("pipeline", PIPELINE), ("encode: the autoencoder", encode.SETTINGS), ("embed: UMAP", embed.SETTINGS),
-          ("cluster", cluster.SETTINGS), ("refine: DEC and IDEC", refine.SETTINGS), ("runtime", RUNTIME))
+          ("cluster", cluster.SETTINGS), ("refine: DEC and IDEC", refine.SETTINGS),
+          ("selflabel: a classifier on the surest members", selflabel.SETTINGS), ("runtime", RUNTIME))
 SETTINGS = tuple(setting for _, group in GROUPS for setting in group)
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -108,6 +108,7 @@ class UmapEmbedding:
             warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
             self.embedding_ = np.ascontiguousarray(reducer.fit_transform(X), dtype=np.float32)
         self.fit_data_ = X
+        self.neighbours_ = indices  # the graph, kept for this process's self-labelling (never saved)
         self.a_, self.b_ = float(reducer._a), float(reducer._b)
         return self.embedding_
 
@@ -201,9 +202,11 @@ def fit(codes, width, settings, *, seed, group):
     def fit_on_main():
         if fit_all:
             embedded = embedding.fit_transform(codes)
+            embedding.fit_rows_ = np.arange(len(codes))
         else:
             sample = np.random.default_rng(seed).choice(len(codes), MAX_UMAP_FIT_SAMPLES, replace=False)
-            embedding.fit_transform(codes[np.sort(sample)])
+            embedding.fit_rows_ = np.sort(sample)
+            embedding.fit_transform(codes[embedding.fit_rows_])
         arrays, described = embedding.to_arrays()
         return {**arrays, "settings": described, **({"embedded": embedded} if fit_all else {})}
 

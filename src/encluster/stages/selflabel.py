@@ -1,0 +1,332 @@
+"""Stage 5, *selflabel*: a classifier trained on the clusters' surest members relabels every sample.
+
+The clustering stages find the groups from an autoencoder's code; the code of a dense network is
+not invariant to a digit drawn two pixels to the left, so some members land in the wrong group.
+A classifier that sees the samples themselves, trained with label-preserving augmentation (for
+images: shifts, small rotations, scaling; no flips, which change digits), learns what the groups
+have in common and corrects such members. It learns from the members the clustering is surest of:
+those whose nearest neighbours in code space all share their cluster, read from the neighbour
+graph UMAP built already (so choosing them costs nothing). The posterior of the mixture says
+nothing here: it is above 0.99 for almost every sample, right or wrong.
+
+Self-labelling in this sense follows SCAN (Van Gansbeke et al. 2020, "SCAN: Learning to Classify
+Images without Labels", ECCV), whose last step trains on confident members with strong
+augmentation; DEC-DA (Guo et al. 2018) and DynAE (Mrabah et al. 2020) augment an autoencoder
+instead. The classifier is sized from the data: a small CNN for images of any size and colour, an
+MLP with feature noise for other rows. Its budget is a number of optimizer steps, whatever the
+number of samples. It cannot undo a merged cluster, and where the surest members are wrong it
+learns their mistakes; it does not make a good clustering worse (docs/benchmarks.md).
+"""
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ModelError
+from ..models import Classifier, ClassifierSpec, classifier_shapes
+from ..params import Interval, Options, Setting, settings_class
+from ..progress import progress
+from ..scaling import row_range
+from ..training import TrainingInterrupted, adam, apply_in_batches, epoch_order, learning_rate_at
+from .encode import hidden_widths
+
+log = logging.getLogger(__name__)
+
+SETTINGS = (
+    Setting("selflabel", Options(("off", "on", "auto")), "relabel every sample with a classifier trained on the "
+            "clusters' surest members (a CNN for images, an MLP for other rows); auto: on for images", "off"),
+    Setting("selflabel_neighbors", Interval(int, 1), "selflabel: a member is sure when this many of its nearest "
+            "neighbours in code space share its cluster", 10),
+    Setting("selflabel_steps", Interval(int, 1), "selflabel: optimizer steps of the classifier, whatever the number "
+            "of samples", 1500),
+    Setting("selflabel_width", Interval(int, 1), "selflabel: channels of the CNN's first convolution (twice as many "
+            "in the second); units of the MLP's layers for rows: the autoencoder's first width", 16),
+    Setting("augment_shift", Interval(float, 0, 0.5, closed="left"), "selflabel, images: random shifts up to this "
+            "fraction of the side (0.09: 2.5 pixels of 28); 0 turns them off", 0.09),
+    Setting("augment_rotation", Interval(float, 0, 180), "selflabel, images: random rotations up to this many "
+            "degrees; 0 turns them off", 10.0),
+    Setting("augment_scale", Interval(float, 0, 1, closed="left"), "selflabel, images: random zoom in or out by up "
+            "to this fraction; 0 turns it off", 0.1),
+    Setting("feature_noise", Interval(float, 0), "selflabel, rows: Gaussian noise of this many standard deviations "
+            "added to each feature; 0 turns it off", 0.1),
+)
+SelfLabelSettings = settings_class("SelfLabelSettings", SETTINGS, "How the classifier relabels the clusters.")
+BATCH_SIZE = 256
+LEARNING_RATE = 1e-3  # Adam's, decayed to 0 along a cosine over the steps
+# A cluster with fewer sure members than this is topped up with its members of highest neighbour agreement,
+# so every cluster is taught (a cluster the classifier never saw would vanish).
+MIN_MEMBERS = 20
+CHECKPOINT_EVERY = 500  # steps between checkpoints (besides the one a stop writes)
+LOSS_EVERY = 100  # steps per entry of the loss history
+
+
+@dataclass
+class SelfLabelConfig:
+    """How the classifier is trained (built from `SelfLabelSettings` by `config`).
+
+    neighbors : int
+        A member is sure when this many of its nearest neighbours share its cluster.
+    steps : int
+        Optimizer steps, in batches of `BATCH_SIZE` sure members.
+    width : int
+        The classifier's width (see `encluster.models.ClassifierSpec`).
+    image_shape : tuple or None
+        The samples' image shape (a CNN), or None (an MLP).
+    shift, rotation, scale : float
+        Images: largest random shift (fraction of the side), rotation (degrees), zoom (fraction).
+    noise : float
+        Rows: standard deviations of Gaussian noise added to each feature.
+    precision : {"float32", "bfloat16"}
+        What training computes in (as the autoencoder's).
+    """
+
+    neighbors: int = 10
+    steps: int = 1500
+    width: int = 16
+    image_shape: tuple | None = None
+    shift: float = 0.09
+    rotation: float = 10.0
+    scale: float = 0.1
+    noise: float = 0.1
+    precision: str = "float32"
+
+    def to_dict(self):
+        return {**asdict(self), "image_shape": None if self.image_shape is None else list(self.image_shape)}
+
+    def augmentation(self):
+        """The augmentations in use, by name, with their sizes (recorded with the run)."""
+        if self.image_shape is None:
+            return {"feature_noise": self.noise} if self.noise else {}
+        return {name: value for name, value in (("shift", self.shift), ("rotation", self.rotation),
+                                                ("scale", self.scale)) if value}
+
+
+def config(settings, image_shape, n_features, precision):
+    """The classifier's configuration, or None where self-labelling is off ("auto": on for images)."""
+    if settings.selflabel == "off" or (settings.selflabel == "auto" and image_shape is None):
+        return None
+    width = settings.selflabel_width if image_shape is not None else hidden_widths("auto", n_features)[0]
+    return SelfLabelConfig(neighbors=settings.selflabel_neighbors, steps=settings.selflabel_steps, width=width,
+                           image_shape=None if image_shape is None else tuple(image_shape),
+                           shift=settings.augment_shift, rotation=settings.augment_rotation,
+                           scale=settings.augment_scale, noise=settings.feature_noise, precision=precision)
+
+
+def neighbour_agreement(neighbours, labels, rows):
+    """For each of `rows`, the fraction of its nearest neighbours (`neighbours`: indices into `rows`,
+    nearest first, the row itself first) that share its label."""
+    own = labels[rows]
+    others = labels[rows[neighbours[:, 1:]]]
+    return (others == own[:, None]).mean(axis=1)
+
+
+def sure_members(neighbours, labels, rows, n_clusters, n_neighbors):
+    """The rows the clustering is surest of: every one of their `n_neighbors` nearest neighbours shares
+    their cluster. A cluster with fewer than `MIN_MEMBERS` such rows gets its rows of highest agreement.
+
+    neighbours : ndarray of shape (len(rows), >= n_neighbors + 1)
+        Neighbour graph of `rows` (e.g. UMAP's), as indices into `rows`, each row's own first.
+    rows : ndarray of int
+        Which samples the graph covers (all of them, or the sample UMAP was fitted on).
+    """
+    if neighbours.shape[1] < 2:
+        return rows  # a graph of one point per row says nothing: trust them all
+    agreement = neighbour_agreement(neighbours[:, : n_neighbors + 1], labels, rows)
+    chosen = agreement == 1
+    own = labels[rows]
+    for cluster in range(n_clusters):
+        members = np.flatnonzero(own == cluster)
+        if chosen[members].sum() < min(MIN_MEMBERS, len(members)):
+            best = members[np.argsort(-agreement[members], kind="stable")[:MIN_MEMBERS]]
+            chosen[best] = True
+    return rows[chosen]
+
+
+def random_affine(count, config, generator):
+    """`count` random affine maps (rotation, zoom, shift), as `torch.nn.functional.affine_grid` takes them."""
+    draw = lambda bound: (2 * torch.rand(count, generator=generator) - 1) * bound  # noqa: E731
+    angle, zoom = torch.deg2rad(draw(config.rotation)), 1 + draw(config.scale)
+    # affine_grid maps output to input coordinates on [-1, 1]: a shift of f of the side is 2f there.
+    shift_x, shift_y = 2 * draw(config.shift), 2 * draw(config.shift)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    return torch.stack([torch.stack([cos, -sin, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1)
+
+
+def augmented(classifier, batch, window, config, generator, group, feature_std):
+    """The classifier's input for `batch`: images moved by random affine maps, or rows with Gaussian
+    noise. The random draws are made for the whole global batch from the shared generator and split
+    like the rows, so processes together augment exactly as one process would, and a resumed run
+    draws the same."""
+    if config.image_shape is None:
+        if not config.noise:
+            return batch
+        noise = torch.randn((len(window), batch.shape[1]), generator=generator)
+        return batch + group.batch_share(noise).to(batch.device) * (config.noise * feature_std)
+    if not (config.shift or config.rotation or config.scale):
+        return batch
+    theta = group.batch_share(random_affine(len(window), config, generator)).to(batch.device)
+    images = classifier.as_images(batch)
+    grid = nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    moved = nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
+    return moved.permute(0, 2, 3, 1).reshape(batch.shape)
+
+
+def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, checkpoint=None, group):
+    """Train the classifier on the sure `members` (row numbers of `data`) and their cluster `targets`;
+    return ``(classifier, loss history)``.
+
+    The weights and the batches come from `seed` (+ 2, apart from pretraining's and DEC's). With a
+    `checkpoint`, the state is kept every `CHECKPOINT_EVERY` steps and when `checkpoint.stop` is set
+    (then `TrainingInterrupted` is raised); with ``checkpoint.resume`` training continues from it and
+    ends with exactly the weights an uninterrupted run has.
+    """
+    spec = ClassifierSpec(n_features=data.shape[1], n_classes=n_classes, width=config.width,
+                          image_shape=config.image_shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 2)
+        classifier = Classifier(spec)
+    generator = torch.Generator().manual_seed(seed + 2)
+    classifier.to(device).train()
+    network = group.data_parallel(classifier)
+    optimizer = adam(classifier.parameters(), LEARNING_RATE)
+    schedule = _Schedule(config.steps)
+    members, targets = np.asarray(members), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    batch_size = min(BATCH_SIZE, group.padded(len(members)))
+    group.check_batch(batch_size, what="the self-labelling batch (fewer sure members than processes)")
+    feature_std = _feature_std(data, members) if config.image_shape is None else None
+    state = {"step": 0, "order": None, "start": 0, "total": 0.0, "history": []}
+    if checkpoint is not None and checkpoint.resume:
+        saved = checkpoint.load(stage="selflabel")
+        if saved is not None:
+            classifier.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            generator.set_state(saved["generator"])
+            state = {k: saved[k] for k in state}
+            state["history"] = list(state["history"])
+            log.info("resuming self-labelling at step %d", state["step"])
+
+    def save():
+        if group.is_main:
+            checkpoint.save({**state, "model": classifier.state_dict(), "optimizer": optimizer.state_dict(),
+                             "generator": generator.get_state()}, stage="selflabel")
+
+    if checkpoint is not None:
+        checkpoint.active = True
+    device = torch.device(device)
+    try:
+        with progress("self-labelling", config.steps, verbose if group.is_main else 0) as bar:
+            bar.advance(state["step"])
+            while state["step"] < config.steps:
+                padded = group.padded(len(members))
+                if state["order"] is None or state["start"] >= padded:
+                    state.update(order=epoch_order(len(members), generator, group), start=0)
+                window = state["order"][state["start"] : state["start"] + batch_size]
+                rows = group.batch_share(window).numpy()
+                batch = torch.as_tensor(data[members[rows]], dtype=torch.float32).to(device)
+                inputs = augmented(classifier, batch, window, config, generator, group, feature_std)
+                for param_group in optimizer.param_groups:
+                    param_group["lr"] = learning_rate_at(state["step"], config.steps, schedule)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+                    logits = network(inputs)
+                loss = nn.functional.cross_entropy(logits.float(), targets[rows].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                state["step"] += 1
+                state["start"] += len(window)
+                state["total"] += float(loss.detach())
+                bar.advance(1, loss=float(loss.detach()))
+                if state["step"] % LOSS_EVERY == 0 or state["step"] == config.steps:
+                    count = (state["step"] - 1) % LOSS_EVERY + 1
+                    state["history"].append(state["total"] / count)
+                    state["total"] = 0.0
+                    bar.epoch_done(state["step"], config.steps, loss=state["history"][-1])
+                if checkpoint is not None:
+                    if group.any(checkpoint.stop.is_set()):
+                        save()
+                        group.barrier()
+                        raise TrainingInterrupted(f"stopped self-labelling at step {state['step']}; "
+                                                  f"checkpoint in {checkpoint.stage_path('selflabel')}")
+                    if state["step"] % CHECKPOINT_EVERY == 0:
+                        save()
+    finally:
+        if checkpoint is not None:
+            checkpoint.active = False
+    return classifier.to("cpu").eval(), state["history"]
+
+
+@dataclass
+class _Schedule:
+    """`learning_rate_at`'s view of the classifier's schedule: cosine decay from `LEARNING_RATE`."""
+
+    steps: int
+    learning_rate: float = LEARNING_RATE
+    schedule: str = "cosine"
+
+
+def _feature_std(data, members):
+    """Each feature's standard deviation over (up to 10,000 of) the sure members, the unit of the noise."""
+    sample = np.sort(members[np.linspace(0, len(members) - 1, min(len(members), 10_000)).astype(np.int64)])
+    std = torch.as_tensor(np.asarray(data[sample], dtype=np.float32)).std(dim=0, correction=0)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
+def classify(classifier, data):
+    """The classifier's cluster for each scaled row of `data` (float32, in fixed batches, so a
+    row's answer does not depend on what else is classified)."""
+    return apply_in_batches(classifier, data).argmax(axis=1).astype(np.int64)
+
+
+def classify_shards(classifier, data, group):
+    """`classify` of all of `data`: each process its shard, gathered in order."""
+    return group.all_gather_rows(classify(classifier, row_range(data, *group.shard(len(data)))))
+
+
+def moves(before, after, n_clusters):
+    """How many samples the classifier moved, and between which clusters (largest flows first)."""
+    flows = np.zeros((n_clusters, n_clusters), dtype=np.int64)
+    np.add.at(flows, (before, after), 1)
+    np.fill_diagonal(flows, 0)
+    order = np.argsort(-flows, axis=None, kind="stable")
+    pairs = [[int(i // n_clusters), int(i % n_clusters), int(flows.flat[i])] for i in order if flows.flat[i] > 0]
+    return int(flows.sum()), pairs
+
+
+def to_arrays(classifier):
+    """The classifier's weights by name (for safetensors) and its architecture (for JSON)."""
+    if classifier is None:
+        return {}, None
+    return ({f"classifier.{k}": v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()},
+            classifier.spec.to_dict())
+
+
+def from_arrays(tensors, described, n_features, n_clusters, where):
+    """Rebuild the classifier `to_arrays` described, checked against the model and its weights
+    before anything is allocated."""
+    if described is None:
+        return None
+    try:
+        spec = ClassifierSpec(**described)
+    except (TypeError, ConfigError) as exc:
+        raise ModelError(f"{where}: the classifier's description is invalid ({exc})") from None
+    if spec.n_features != n_features or spec.n_classes != n_clusters:
+        raise ModelError(f"{where}: the classifier takes {spec.n_features} features into {spec.n_classes} clusters, "
+                         f"the model has {n_features} and {n_clusters}; the model is damaged, re-save it")
+    state = {k[len("classifier."):]: v for k, v in tensors.items() if k.startswith("classifier.")}
+    expected = classifier_shapes(spec)
+    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
+        raise ModelError(f"{where}: classifier weight names or shapes do not match its description in model.json")
+    classifier = Classifier(spec)
+    classifier.load_state_dict(state)
+    return classifier.eval()
+
+
+def summary(config, members, n_rows, history, moved, pairs):
+    """What the stage did, for model.json, metrics.json and the report."""
+    return {"classifier": "cnn" if config.image_shape is not None else "mlp", "steps": config.steps,
+            "augmentation": config.augmentation(), "sure_members": int(len(members)),
+            "sure_share": round(len(members) / max(n_rows, 1), 4), "moved": moved, "moves": pairs[:20],
+            "loss": [round(float(h), 5) for h in history]}

@@ -1,0 +1,191 @@
+"""The self-labelling stage: sure members, augmentation, the classifier's contract (fit, predict on
+new points, save and load, determinism), and that it leaves a clustering it cannot improve alone.
+Small data and short budgets: these check the contract, not the accuracy (docs/benchmarks.md)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from encluster import EncodingClusterer, load_dataset, score
+from encluster.errors import DataError, ModelError
+from encluster.models import Classifier, ClassifierSpec
+from encluster.stages import selflabel
+from encluster.stages.selflabel import SelfLabelConfig, augmented, random_affine, sure_members
+from encluster.distributed import current
+
+# The default preset's first stages, trained briefly, then a short self-labelling budget.
+QUICK = {"epochs": 5, "steps": 0, "batch_size": 64, "selflabel": "on", "selflabel_steps": 150}
+
+
+@pytest.fixture(scope="module")
+def digit_images():
+    d = load_dataset("digits", scale=False)
+    images = d.X.reshape(-1, 8, 8)
+    order = np.random.default_rng(0).permutation(len(images))
+    return images[order[:700]], d.y[order[:700]], images[order[700:1000]]
+
+
+@pytest.fixture(scope="module")
+def fitted(digit_images):
+    X, _, _ = digit_images
+    return EncodingClusterer(10, random_state=0, **QUICK).fit(X)
+
+
+def test_images_are_relabelled_by_a_cnn_that_moved_what_it_says(fitted, digit_images):
+    X, y, _ = digit_images
+    est = fitted
+    assert est.image_shape_ == (8, 8) and est.classifier_.spec.kind == "cnn"
+    summary = est.selflabel_
+    assert summary["classifier"] == "cnn" and summary["steps"] == 150
+    assert summary["augmentation"] == {"shift": 0.09, "rotation": 10.0, "scale": 0.1}
+    assert summary["moved"] == int((est.labels_ != est.clustered_labels_).sum())
+    flows = sum(count for _, _, count in summary["moves"])
+    assert flows == summary["moved"] if len(summary["moves"]) < 20 else flows < summary["moved"]
+    assert 0 < summary["sure_members"] <= len(X) and len(summary["loss"]) == 2  # steps 100 and 150
+    assert score(y, est.labels_)["nmi"] > 0.5
+    # The centres follow the members: each is the mean code of its cluster.
+    for c in np.unique(est.labels_):
+        np.testing.assert_allclose(est.cluster_centers_[c], est.codes_[est.labels_ == c].mean(axis=0), rtol=1e-5)
+
+
+def test_predict_uses_the_classifier_on_new_images_and_flattened_rows(fitted, digit_images):
+    X, _, X_new = digit_images
+    np.testing.assert_array_equal(fitted.predict(X), fitted.labels_)
+    new = fitted.predict(X_new)
+    assert new.shape == (len(X_new),) and set(new) <= set(range(10))
+    np.testing.assert_array_equal(fitted.predict(X_new.reshape(len(X_new), -1)), new)
+    with pytest.raises(DataError, match="features"):
+        fitted.predict(X_new[:, :4, :])
+
+
+def test_save_load_gives_the_same_predictions_and_refuses_a_damaged_classifier(fitted, digit_images, tmp_path):
+    _, _, X_new = digit_images
+    fitted.save(tmp_path / "model")
+    loaded = EncodingClusterer.load(tmp_path / "model")
+    assert loaded.classifier_ is not None and loaded.image_shape_ == (8, 8)
+    assert loaded.selflabel_["moved"] == fitted.selflabel_["moved"]
+    np.testing.assert_array_equal(loaded.predict(X_new), fitted.predict(X_new))
+    # A classifier description that does not match its weights is refused, before building it.
+    from encluster.persistence import META, WEIGHTS
+
+    spec = fitted.classifier_.spec
+    with pytest.raises(ModelError, match="classifier"):
+        selflabel.from_arrays(selflabel.to_arrays(fitted.classifier_)[0], {**spec.to_dict(), "width": 4096}, 64, 10,
+                              tmp_path / WEIGHTS)
+    meta = json.loads((tmp_path / "model" / META).read_text())
+    assert meta["classifier"]["image_shape"] == [8, 8]
+
+
+def test_the_same_seed_gives_the_same_labels_and_another_seed_other_weights(fitted, digit_images):
+    X, _, _ = digit_images
+    again = EncodingClusterer(10, random_state=0, **QUICK).fit(X)
+    np.testing.assert_array_equal(again.labels_, fitted.labels_)
+    for a, b in zip(again.classifier_.state_dict().values(), fitted.classifier_.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_clustering_it_cannot_improve_is_left_as_it_is(blobs):
+    """Three far-apart blobs are clustered exactly already; the classifier (an MLP: rows) keeps them."""
+    X, y = blobs
+    est = EncodingClusterer(3, random_state=0, method="umap", selflabel="on", selflabel_steps=100).fit(X)
+    assert est.classifier_.spec.kind == "mlp" and est.selflabel_["augmentation"] == {"feature_noise": 0.1}
+    assert score(y, est.clustered_labels_)["acc"] == 1.0
+    assert est.selflabel_["moved"] == 0 and score(y, est.labels_)["acc"] == 1.0
+
+
+def test_auto_selflabels_images_only_and_off_leaves_labels_alone(digit_images):
+    X, _, _ = digit_images
+    settings_ = {**QUICK, "selflabel": "auto", "selflabel_steps": 10}
+    rows = EncodingClusterer(10, random_state=0, **settings_).fit(X.reshape(len(X), -1))
+    assert rows.classifier_ is None and rows.selflabel_ is None
+    np.testing.assert_array_equal(rows.labels_, rows.clustered_labels_)
+    images = EncodingClusterer(10, random_state=0, **settings_).fit(X.reshape(len(X), -1), image_shape=(8, 8))
+    assert images.classifier_ is not None
+
+
+def test_colour_images_of_another_size_get_a_cnn_with_three_channels():
+    """Two kinds of 12x10 colour image (a red or a blue square, jittered) are told apart."""
+    rng = np.random.default_rng(1)
+    X = np.zeros((240, 12, 10, 3), dtype=np.uint8)
+    y = np.repeat([0, 1], 120)
+    for i, kind in enumerate(y):
+        top, left = rng.integers(2, 5), rng.integers(1, 3)
+        X[i, top : top + 6, left : left + 6, 0 if kind == 0 else 2] = 255
+    est = EncodingClusterer(2, random_state=0, **{**QUICK, "selflabel_steps": 60}).fit(X)
+    assert est.image_shape_ == (12, 10, 3) and est.classifier_.features[0].in_channels == 3
+    assert score(y, est.labels_)["acc"] == 1.0
+
+
+def test_an_image_shape_that_does_not_fit_the_rows_is_refused(digit_images):
+    X, _, _ = digit_images
+    with pytest.raises(DataError, match="image_shape"):
+        EncodingClusterer(10, **QUICK).fit(X.reshape(len(X), -1), image_shape=(8, 9))
+    with pytest.raises(DataError, match="image_shape"):
+        EncodingClusterer(10, **QUICK).fit(X, image_shape=(4, 16))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 6), st.integers(1, 8))
+def test_sure_members_agree_with_all_their_neighbours_or_top_up_a_cluster(seed, k, n_neighbors):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(k, 300))
+    labels = rng.integers(0, k, n)
+    rows = np.sort(rng.choice(n, int(rng.integers(1, n + 1)), replace=False))
+    graph = np.concatenate([np.arange(len(rows))[:, None], rng.integers(0, len(rows), (len(rows), n_neighbors))], 1)
+    chosen = sure_members(graph, labels, rows, k, n_neighbors)
+    assert set(chosen) <= set(rows) and len(set(chosen)) == len(chosen)
+    agreement = selflabel.neighbour_agreement(graph, labels, rows)
+    position = {r: i for i, r in enumerate(rows)}
+    for cluster in range(k):
+        members = rows[labels[rows] == cluster]
+        picked = [r for r in chosen if labels[r] == cluster]
+        sure = [r for r in members if agreement[position[r]] == 1]
+        # Every sure row is taken; a cluster with too few gets its best-agreeing rows as well.
+        assert set(sure) <= set(picked)
+        assert len(picked) >= min(selflabel.MIN_MEMBERS, len(members))
+
+
+def _images(n=8, side=16):
+    rng = np.random.default_rng(0)
+    return torch.as_tensor(rng.random((n, side * side)), dtype=torch.float32)
+
+
+def test_augmentation_switched_off_returns_the_batch_and_each_switch_is_recorded():
+    batch = _images()
+    spec = ClassifierSpec(256, 3, 4, (16, 16))
+    net = Classifier(spec)
+    off = SelfLabelConfig(image_shape=(16, 16), shift=0, rotation=0, scale=0)
+    assert off.augmentation() == {}
+    same = augmented(net, batch, torch.arange(8), off, torch.Generator().manual_seed(0), current(), None)
+    assert same is batch
+    rotation_only = SelfLabelConfig(image_shape=(16, 16), shift=0, rotation=15, scale=0)
+    assert rotation_only.augmentation() == {"rotation": 15}
+    moved = augmented(net, batch, torch.arange(8), rotation_only, torch.Generator().manual_seed(0), current(), None)
+    assert moved.shape == batch.shape and not torch.allclose(moved, batch)
+
+
+def test_a_shift_moves_an_image_by_whole_pixels_and_rotation_keeps_the_centre():
+    theta = random_affine(4, SelfLabelConfig(shift=0.0, rotation=0.0, scale=0.0), torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(theta.numpy(), np.tile([[1, 0, 0], [0, 1, 0]], (4, 1, 1)), atol=1e-7)
+    # A shift of 1/8 of a 16-pixel side moves the content by 2 pixels.
+    image = torch.zeros(1, 1, 16, 16)
+    image[0, 0, 8, 8] = 1
+    theta = torch.tensor([[[1.0, 0.0, 2 * 0.125], [0.0, 1.0, 0.0]]])
+    grid = torch.nn.functional.affine_grid(theta, [1, 1, 16, 16], align_corners=False)
+    moved = torch.nn.functional.grid_sample(image, grid, align_corners=False)
+    assert moved[0, 0, 8, 6] == pytest.approx(1.0)
+    angles = random_affine(1000, SelfLabelConfig(shift=0.0, rotation=10.0, scale=0.1), torch.Generator().manual_seed(0))
+    assert torch.all(angles[:, :, 2] == 0)
+    zoom = 1 / angles[:, 0, :2].norm(dim=1)
+    assert zoom.min() >= 0.9 - 1e-6 and zoom.max() <= 1.1 + 1e-6
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (28, 28), (64, 64, 3), (9, 13)])
+def test_the_cnn_takes_images_from_8_to_64_pixels_grey_or_colour(shape):
+    spec = ClassifierSpec(int(np.prod(shape)), 7, 8, shape)
+    logits = Classifier(spec)(torch.rand(5, spec.n_features))
+    assert logits.shape == (5, 7)
