@@ -10,9 +10,16 @@ memory, into benchmarks/results/accuracy.json and .md.
     python benchmarks/accuracy.py --datasets digits --seeds 0 1 2   # a quick look
     python benchmarks/accuracy.py --methods n2d clustpy-n2d --epochs 40 --clustpy-python ENV/bin/python
     python benchmarks/accuracy.py --datasets mnist --methods default --rerun   # after changing a preset
+    python benchmarks/accuracy.py --datasets mnist-test mnist-16x16 fashion-10k digits --methods default \
+        clustpy-n2d --seeds 0 1 2 --clustpy-python ENV/bin/python              # sets beyond MNIST-70k
+
+Data sets (`image_sets.py`): MNIST (70,000), its 10,000 test images alone, 10,000 MNIST images
+shrunk to 16x16, Fashion-MNIST (70,000) and a 10,000-image subset of it, and scikit-learn's
+8x8 digits. The default sees each as images (its self-labelling CNN needs the shape).
 
 Methods: pixels (k-means on the scaled pixels, n_init=10), seed, umap, n2d, dec, idec,
-default (our presets, `EncodingClusterer`), and clustpy-n2d / clustpy-dec /
+default (our presets, `EncodingClusterer`), previous-default (the default before self-labelling:
+30 epochs, selflabel off), and clustpy-n2d / clustpy-dec /
 clustpy-idec (ClustPy's own implementations: same data, same autoencoder
 d-500-500-2000-10, same number of pretraining epochs, UMAP n_neighbors 20 / min_dist 0
 for N2D, 20 clustering epochs for DEC/IDEC). ClustPy is not a dependency of encluster:
@@ -20,6 +27,10 @@ install it in a separate environment (``pip install --no-deps clustpy torchvisio
 pandas tqdm`` beside the CPU torch) and pass its interpreter with --clustpy-python.
 ClustPy imports torchvision, whose PyPI wheel does not load its compiled operators
 beside the CPU torch wheel; the child defines the two operator schemas it needs first.
+
+The default's rows come with a second one, "default, first stages": the same runs' clusters
+before self-labelling relabelled them (the default's shorter pretraining, no classifier), timed
+without the self-labelling stage.
 
 Nothing here looks at labels except the scoring at the end.
 """
@@ -33,42 +44,55 @@ import sys
 import time
 from pathlib import Path
 
+import image_sets
 from machine import describe
 
 RESULTS = Path(__file__).parent / "results"
-OURS = ("pixels", "seed", "umap", "n2d", "dec", "idec", "default")
+OURS = ("pixels", "seed", "umap", "n2d", "dec", "idec", "default", "previous-default")
+# The default as it was before self-labelling (and before its pretraining was shortened to pay for it), run side
+# by side with today's for the time ratio.
+PREVIOUS_DEFAULT = {"epochs": 30, "selflabel": "off"}
 CLUSTPY = ("clustpy-n2d", "clustpy-dec", "clustpy-idec")
-DATASETS = ("mnist", "fashion-mnist", "digits")
+DATASETS = image_sets.NAMES
+FIRST_STAGES = "default, first stages"
 
 
 def run_one(dataset, method, seed, epochs):
     """Fit one method on one data set with one seed; return its scores and costs."""
-    from encluster import EncodingClusterer, load_dataset, score
+    from encluster import EncodingClusterer, score
     from encluster.stages.cluster import kmeans
 
-    data = load_dataset(dataset, scale=False)
+    X, y, shape = image_sets.load(dataset)
     started = time.perf_counter()
-    settings, stages = {}, {}
+    settings, stages, before = {}, {}, None
     if method == "pixels":
-        labels, _ = kmeans(data.X.astype("float32") / (255 if data.X.dtype.kind == "u" else 1), 10, n_init=10,
+        labels, _ = kmeans(X.astype("float32") / (255 if X.dtype.kind == "u" else 1), 10, n_init=10,
                            random_state=seed)
         settings = {"n_init": 10}
     elif method in CLUSTPY:
-        labels, settings = _run_clustpy(method, data, seed, epochs)
+        labels, settings = _run_clustpy(method, X, seed, epochs)
     else:
         overrides = {"epochs": epochs} if epochs and method in ("n2d", "dec", "idec", "default") else {}
-        est = EncodingClusterer(10, preset=method, random_state=seed, **overrides).fit(data.X)
+        if method == "previous-default":
+            method_preset, overrides = "default", PREVIOUS_DEFAULT
+        else:
+            method_preset = method
+        est = EncodingClusterer(10, preset=method_preset, random_state=seed, **overrides).fit(X, image_shape=shape)
         labels, stages = est.labels_, {k: round(v, 1) for k, v in est.timings_.items()}
         settings = {k: v for k, v in est._resolved().items() if not isinstance(v, dict)}
+        if est.selflabel_ is not None:
+            before = {**score(y, est.clustered_labels_), "moved": est.selflabel_["moved"],
+                      "sure_members": est.selflabel_["sure_members"]}
     seconds = time.perf_counter() - started
-    scores = score(data.y, labels)
+    scores = score(y, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"dataset": dataset, "method": method, "seed": seed, "epochs": epochs, "n_samples": int(data.n_samples),
+    return {"dataset": dataset, "method": method, "seed": seed, "epochs": epochs, "n_samples": int(len(X)),
             "acc": scores["acc"], "nmi": scores["nmi"], "ari": scores["ari"], "seconds": round(seconds, 1),
-            "peak_mb": round(peak_mb), "machine": describe(), "stages": stages, "settings": settings}
+            "peak_mb": round(peak_mb), "machine": describe(), "stages": stages, "settings": settings,
+            "before_selflabel": before}
 
 
-def _run_clustpy(method, data, seed, epochs):
+def _run_clustpy(method, X, seed, epochs):
     import numpy as np
     import torch
 
@@ -81,7 +105,7 @@ def _run_clustpy(method, data, seed, epochs):
     import umap
     from clustpy.deep import DEC, IDEC, N2D
 
-    X = data.X.astype(np.float32) / (255 if data.X.dtype.kind == "u" else 1)
+    X = X.reshape(len(X), -1).astype(np.float32) / (255 if X.dtype.kind == "u" else 1)
     epochs = epochs or 40
     common = {"n_clusters": 10, "pretrain_epochs": epochs, "batch_size": 256, "embedding_size": 10,
               "random_state": seed}
@@ -101,12 +125,20 @@ def identity(row):
     return row["dataset"], row["method"], row["seed"], row.get("epochs")
 
 
+def first_stages(row):
+    """A default run as it stood before self-labelling: its clustering's scores, timed without the stage."""
+    before = row["before_selflabel"]
+    return {**row, "method": FIRST_STAGES, "acc": before["acc"], "nmi": before["nmi"], "ari": before["ari"],
+            "seconds": round(row["seconds"] - row["stages"].get("selflabel", 0), 1)}
+
+
 def summarise(rows):
     groups = {}
+    rows = rows + [first_stages(r) for r in rows if r.get("before_selflabel")]
     for row in rows:
         groups.setdefault((row["dataset"], row["method"], row.get("epochs")), []).append(row)
     summary = []
-    order = [*OURS, *CLUSTPY]
+    order = [*OURS, FIRST_STAGES, *CLUSTPY]
     for dataset, method, epochs in sorted(groups, key=lambda k: (DATASETS.index(k[0]), order.index(k[1]), k[2] or 0)):
         runs = groups[dataset, method, epochs]
         entry = {"dataset": dataset, "method": method, "epochs": epochs, "seeds": sorted(r["seed"] for r in runs)}

@@ -278,7 +278,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def _check_width(self, X):
         self._check_names(_column_names(X))
         X = _numeric_columns(X)
-        if np.ndim(X) > 2 and getattr(self, "image_shape_", None) is not None:
+        if isinstance(X, np.ndarray) and X.ndim > 2 and getattr(self, "image_shape_", None) is not None:
             X, _ = _flattened(X, None)
         X = check_samples(X)
         if X.shape[1] != self.n_features_in_:

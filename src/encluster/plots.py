@@ -135,7 +135,11 @@ def plot_run(est, dataset, metrics, out):
     sizes = metrics["cluster_sizes"]
     captions = [f"cluster {i}\nn={sizes[i]:,}" for i in range(len(images))]
     if dataset.y is not None:
-        majority = np.asarray(metrics["confusion"]).argmax(axis=1)
-        names = dataset.class_names or [str(c) for c in range(majority.max() + 1)]
-        captions = [f"{c}\nmostly {names[majority[i]]}" for i, c in enumerate(captions)]
+        # The confusion table has a row per cluster up to the last non-empty one; an empty cluster (one that
+        # self-labelling emptied) has no majority.
+        confusion = np.asarray(metrics["confusion"])
+        majority = confusion.argmax(axis=1)
+        names = dataset.class_names or [str(c) for c in range(confusion.shape[1])]
+        captions = [f"{c}\nmostly {names[majority[i]]}" if i < len(confusion) and confusion[i].any() else
+                    f"{c}\nempty" for i, c in enumerate(captions)]
     centroid_grid(images, dataset.image_shape, out / "centroids.png", captions=captions)
