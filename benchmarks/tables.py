@@ -47,9 +47,12 @@ def read_frame(name):
     data_set, label = MLBENCH_TABLES[name]
     try:
         import pyreadr
-
+    except ImportError as exc:
+        print(f"skipping {name}: {exc}; apt-get install -y r-cran-mlbench && pip install pyreadr", file=sys.stderr)
+        return None
+    try:
         frame = pyreadr.read_r(MLBENCH_DIR / f"{data_set}.rda")[data_set]
-    except (ImportError, OSError, pyreadr.custom_errors.PyreadrError) as exc:
+    except (OSError, pyreadr.custom_errors.PyreadrError) as exc:
         print(f"skipping {name}: {exc}; apt-get install -y r-cran-mlbench && pip install pyreadr", file=sys.stderr)
         return None
     return frame.rename(columns={label: "label"}).assign(label=lambda f: f["label"].astype(str))

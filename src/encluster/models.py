@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 
 # "leaky_relu" is PyTorch's (slope 0.01 below zero), as ClustPy's autoencoders use it.
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "elu": nn.ELU,
@@ -162,7 +162,7 @@ class ClassifierSpec:
 
 # The CNN's feature map, a quarter of the image's side after two poolings, is averaged down to at most this many
 # cells a side (7: a 28-pixel image's map as it is), so a large image does not get a huge dense layer. Averaged
-# down to 4 instead, the classifier fitted its held-out sure members of MNIST less well (0.990 against 0.993).
+# down to 4 instead, the classifier fitted held-out sure members of MNIST less well (docs/design.md).
 MAX_POOLED_SIDE = 7
 CLASSIFIER_HIDDEN = 128
 
@@ -208,3 +208,15 @@ def classifier_shapes(spec):
 
     with torch.device("meta"):
         return {name: tuple(p.shape) for name, p in Classifier(spec).state_dict().items()}
+
+
+def restored(build, tensors, prefix, expected, where):
+    """The network `build()` makes, with the weights named ``prefix + name`` in `tensors`: their names
+    and shapes are checked against `expected` first, so a tampered file cannot make us allocate."""
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
+        raise ModelError(f"{where}: {prefix.rstrip('.')} weight names or shapes do not match its description in "
+                         "model.json")
+    network = build()
+    network.load_state_dict(state)
+    return network.eval()

@@ -11,8 +11,7 @@ import math
 import numpy as np
 import torch
 
-from ..errors import ModelError
-from ..models import ACTIVATIONS, INITS, Autoencoder, AutoencoderSpec, parameter_shapes
+from ..models import ACTIVATIONS, INITS, Autoencoder, AutoencoderSpec, parameter_shapes, restored
 from ..params import Either, Interval, Options, Setting, Sizes, settings_class
 from ..scaling import SCALINGS
 from ..training import LOSSES, SCHEDULES, TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder
@@ -160,11 +159,5 @@ def from_arrays(tensors, described, where):
     if described is None:
         return None
     spec = AutoencoderSpec(**described)
-    state = {k[len("autoencoder."):]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
-    expected = parameter_shapes(spec)
-    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
-        raise ModelError(f"{where}: weight names or shapes do not match the architecture in model.json")
-    autoencoder = Autoencoder(spec)
-    autoencoder.load_state_dict(state)
-    return autoencoder.eval()
+    return restored(lambda: Autoencoder(spec), tensors, "autoencoder.", parameter_shapes(spec), where)
 

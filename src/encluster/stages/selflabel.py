@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from ..models import Classifier, ClassifierSpec, classifier_shapes
+from ..models import Classifier, ClassifierSpec, classifier_shapes, restored
 from ..params import Interval, Options, Setting, settings_class
 from ..progress import progress
 from ..scaling import row_range
@@ -54,8 +54,8 @@ SETTINGS = (
             "added to each feature; 0 turns it off", 0.1),
 )
 SelfLabelSettings = settings_class("SelfLabelSettings", SETTINGS, "How the classifier relabels the clusters.")
-# Batches of 128: 6,000 of them come within 0.0006 to 0.0026 of the held-out agreement of 6,000 batches of 256 in
-# half the time (12,000 of 64 no closer), benchmarks/results/selflabel_budget.md.
+# Batches of 128: 6,000 of them come within 0.0026 of the held-out agreement of 6,000 batches of 256 (above it on
+# digits) in half the time; 12,000 of 64 did no better (benchmarks/results/selflabel_budget.md).
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3  # Adam's, decayed to 0 along a cosine over the steps
 # A cluster with fewer sure members than this is topped up with its members of highest neighbour agreement,
@@ -317,13 +317,7 @@ def from_arrays(tensors, described, n_features, n_clusters, where):
     if spec.n_features != n_features or spec.n_classes != n_clusters:
         raise ModelError(f"{where}: the classifier takes {spec.n_features} features into {spec.n_classes} clusters, "
                          f"the model has {n_features} and {n_clusters}; the model is damaged, re-save it")
-    state = {k[len("classifier."):]: v for k, v in tensors.items() if k.startswith("classifier.")}
-    expected = classifier_shapes(spec)
-    if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
-        raise ModelError(f"{where}: classifier weight names or shapes do not match its description in model.json")
-    classifier = Classifier(spec)
-    classifier.load_state_dict(state)
-    return classifier.eval()
+    return restored(lambda: Classifier(spec), tensors, "classifier.", classifier_shapes(spec), where)
 
 
 def summary(config, members, n_rows, history, moved, pairs):
