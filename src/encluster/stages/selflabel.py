@@ -19,7 +19,7 @@ learns their mistakes; it does not make a good clustering worse (docs/benchmarks
 """
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -94,9 +94,6 @@ class SelfLabelConfig:
     scale: float = 0.1
     noise: float = 0.1
     precision: str = "float32"
-
-    def to_dict(self):
-        return {**asdict(self), "image_shape": None if self.image_shape is None else list(self.image_shape)}
 
     def augmentation(self):
         """The augmentations in use, by name, with their sizes (recorded with the run)."""
