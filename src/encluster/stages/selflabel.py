@@ -218,8 +218,8 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
     try:
         with progress("self-labelling", config.steps, verbose if group.is_main else 0) as bar:
             bar.advance(state["step"])
+            padded = group.padded(len(members))
             while state["step"] < config.steps:
-                padded = group.padded(len(members))
                 if state["order"] is None or state["start"] >= padded:
                     state.update(order=epoch_order(len(members), generator, group), start=0)
                 window = state["order"][state["start"] : state["start"] + batch_size]
@@ -236,8 +236,9 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
                 optimizer.step()
                 state["step"] += 1
                 state["start"] += len(window)
-                state["total"] += float(loss.detach())
-                bar.advance(1, loss=float(loss.detach()))
+                value = float(loss.detach())
+                state["total"] += value
+                bar.advance(1, loss=value)
                 if state["step"] % LOSS_EVERY == 0 or state["step"] == config.steps:
                     count = (state["step"] - 1) % LOSS_EVERY + 1
                     state["history"].append(state["total"] / count)
