@@ -189,3 +189,29 @@ def test_the_cnn_takes_images_from_8_to_64_pixels_grey_or_colour(shape):
     spec = ClassifierSpec(int(np.prod(shape)), 7, 8, shape)
     logits = Classifier(spec)(torch.rand(5, spec.n_features))
     assert logits.shape == (5, 7)
+
+
+def test_the_classifier_learns_the_same_from_rows_kept_on_the_device_as_from_rows_read_each_step(
+        device, digit_images, monkeypatch):
+    """As the autoencoder's loop: the data whole on the device (a GPU with room) or read batch by
+    batch must teach the same weights, forced here on whichever device runs the tests."""
+    from encluster import training
+
+    X, y, _ = digit_images
+    data = X.reshape(len(X), -1).astype(np.float32) / 16
+    members = np.arange(0, len(X), 2)
+    config = SelfLabelConfig(steps=120, width=4, image_shape=(8, 8))
+
+    def train():
+        classifier, history = selflabel.fit(data, members, y[members], 10, config, seed=0, device=device,
+                                            group=current())
+        return classifier, history
+
+    monkeypatch.setattr(training, "resident_bytes", lambda device: 0)
+    streamed, streamed_history = train()
+    monkeypatch.setattr(training, "resident_bytes", lambda device: 1 << 40)
+    resident, resident_history = train()
+    assert resident_history == streamed_history and resident_history[-1] < resident_history[0]
+    assert all(torch.equal(a, b) for a, b in zip(resident.state_dict().values(), streamed.state_dict().values()))
+    labels = selflabel.classify(resident, data, device)
+    assert (labels[members] == y[members]).mean() > 0.2  # it learned from its targets (chance: 0.1)

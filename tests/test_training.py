@@ -194,3 +194,54 @@ def test_auto_widths_follow_the_input_and_stop_at_n2ds():
     assert encode.hidden_widths("auto", 4) == (64, 64, 256)
     assert encode.hidden_widths("auto", 784) == encode.hidden_widths("auto", 64) == (500, 500, 2000)
     assert encode.hidden_widths((7, 9), 784) == (7, 9)
+
+
+def _train_rows(data, device, corruption=0.0):
+    spec = AutoencoderSpec(n_features=data.shape[1], hidden=(32,), code_size=3, activation="relu",
+                           code_activation="linear", output_activation="linear", init="xavier")
+    torch.manual_seed(0)
+    model = Autoencoder(spec)
+    config = TrainingConfig(epochs=3, batch_size=32, learning_rate=3e-3, loss="mse", corruption=corruption)
+    history = train_autoencoder(model, data, config, generator=torch.Generator().manual_seed(0), device=device)
+    return model.to("cpu").state_dict(), history
+
+
+@pytest.mark.parametrize("corruption", [0.0, 0.3])
+def test_data_kept_whole_on_the_device_trains_exactly_as_batches_read_each_step(device, monkeypatch, corruption):
+    """On a GPU with room the scaled rows are copied there once and each step indexes them; else
+    each batch is read from the (memory-mapped) rows and moved. Forced here on whichever device
+    runs the tests: the weights and the loss history must be the same, bit for bit."""
+    from encluster import training
+    from encluster.scaling import ScaledRows, Scaler
+
+    data = ScaledRows(np.random.default_rng(0).integers(0, 256, (300, 20), dtype=np.uint8), Scaler("uint8"))
+    kept = []
+    real_init = training.BatchReader.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        kept.append(self.resident is not None)
+
+    monkeypatch.setattr(training.BatchReader, "__init__", spy)
+    monkeypatch.setattr(training, "resident_bytes", lambda device: 0)
+    streamed, streamed_history = _train_rows(data, device, corruption)
+    monkeypatch.setattr(training, "resident_bytes", lambda device: 1 << 40)
+    resident, resident_history = _train_rows(data, device, corruption)
+    assert kept == [False, True]
+    assert resident_history == streamed_history
+    assert all(torch.equal(resident[name], streamed[name]) for name in streamed)
+
+
+def test_reading_the_loss_less_often_changes_when_it_is_read_not_what_is_learned(monkeypatch):
+    """The loss stays on the device between reads (every `SYNC_EVERY` steps); the weights must not
+    depend on how often, and each epoch's loss only by float64 rounding."""
+    from encluster import training
+
+    data = np.random.default_rng(1).uniform(size=(300, 20)).astype(np.float32)
+    monkeypatch.setattr(training, "SYNC_EVERY", 1)
+    every_step, every_history = _train_rows(data, "cpu")
+    monkeypatch.setattr(training, "SYNC_EVERY", 1000)
+    once, once_history = _train_rows(data, "cpu")
+    assert all(torch.equal(every_step[name], once[name]) for name in once)
+    np.testing.assert_allclose(once_history, every_history, rtol=1e-12)
+    assert once_history[-1] < once_history[0]

@@ -1,8 +1,9 @@
 """Training the autoencoder, and encoding/decoding with it.
 
-Batches are sliced straight from one in-memory tensor (no per-sample Dataset /
-DataLoader overhead), shuffled by a local `torch.Generator` so runs are repeatable
-without touching global random state.
+Batches are sliced straight from the rows (no per-sample Dataset / DataLoader overhead),
+shuffled by a local `torch.Generator` so runs are repeatable without touching global
+random state. On a GPU the scaled data is copied there once when it fits, and the loop
+reads the loss back (which waits for the GPU) only every `SYNC_EVERY` steps.
 """
 
 import logging
@@ -23,6 +24,12 @@ from .errors import ConfigError, ModelError
 from .progress import progress
 
 LOSSES = {"bce": nn.BCELoss, "mse": nn.MSELoss}
+# Steps between reads of the summed loss from the device, and between the checks for a stop request
+# (an all-reduce across processes): each read waits for the device's queued work, so a GPU is left to run
+# ahead between them. Stops fall on these steps only, so a resumed run continues from the same sums.
+SYNC_EVERY = 50
+# The share of a GPU's free memory the scaled training data may take to be kept there whole.
+RESIDENT_SHARE = 0.25
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "bfloat16")
 
@@ -299,13 +306,14 @@ class _TrainingRun:
         return batch * self.group.batch_share(keep).to(batch.device)
 
     def step(self, inputs, batch):
+        """One optimizer step; return the batch's loss, left on the device."""
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
         loss = batch_loss(self.network, inputs, batch, self.loss_fn, self.config.precision, self.device.type)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
 
     def summed_loss(self):
         """The epoch's loss so far, summed over all processes."""
@@ -317,25 +325,26 @@ class _TrainingRun:
 
     def loop(self, verbose):
         state, size, group = self.state, self.config.batch_size, self.group
-        dtype = next(self.model.parameters()).dtype
+        rows_of = BatchReader(self.data, self.device, next(self.model.parameters()).dtype)
+        running = LossSum(self.device)
         with progress("training", self.total_steps, verbose if group.is_main else 0) as bar:
             bar.advance(state["step"])
             while state["epoch"] < self.config.epochs:
                 if state["order"] is None:
                     state.update(order=epoch_order(len(self.data), self.generator, group), start=0,
                                  total=0.0)
+                order = rows_of.place(state["order"])
                 while state["start"] < self.padded:
                     window = state["order"][state["start"] : state["start"] + size]
-                    rows = group.batch_share(window).numpy()
-                    batch = torch.as_tensor(self.data[rows], dtype=dtype).to(self.device, non_blocking=True)
-                    loss = self.step(self.corrupted(window, batch), batch)
+                    batch = rows_of(group.batch_share(order[state["start"] : state["start"] + size]))
+                    running.add(self.step(self.corrupted(window, batch), batch), len(batch))
                     state["step"] += 1
                     state["start"] += len(window)
-                    state["total"] += loss * len(batch)
-                    if state["step"] % 10 == 0:  # this process's running mean
-                        bar.advance(1, loss=state["total"] * group.world_size / state["start"])
-                    else:
-                        bar.advance(1)
+                    bar.advance(1)
+                    if state["step"] % SYNC_EVERY and state["start"] < self.padded:
+                        continue
+                    state["total"] += running.read()
+                    bar.advance(0, loss=state["total"] * group.world_size / state["start"])  # this process's mean
                     if self.checkpoint is not None and group.any(self.checkpoint.stop.is_set()):
                         state["total"] = self.summed_loss()
                         self.save()
@@ -347,6 +356,63 @@ class _TrainingRun:
                 bar.epoch_done(state["epoch"], self.config.epochs, loss=state["history"][-1])
                 if self.checkpoint is not None:
                     self.save()
+
+
+class LossSum:
+    """Losses summed where they were computed; `read` brings the sum to the host (waiting for the
+    device) and starts again. Summed in float64 so that the order of reads does not matter."""
+
+    def __init__(self, device):
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, loss, weight=1):
+        self.total += loss.double() * weight
+
+    def read(self):
+        value = float(self.total)
+        self.total.zero_()
+        return value
+
+
+def resident_bytes(device):
+    """How many bytes of scaled training data may be kept on `device` whole: a share of a GPU's
+    free memory; none on the CPU, where the rows are read from the (possibly memory-mapped) data
+    batch by batch, and a copy would only double the memory."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * RESIDENT_SHARE)
+
+
+class BatchReader:
+    """Batches of rows of `data` on `device`: indexed from one copy of all rows there when it fits
+    (`resident_bytes`), so a step moves nothing between host and device but its row numbers; else
+    read from `data` and copied, through pinned memory on a GPU so the copy overlaps the computation.
+    Both give the same values: the copy is made of the same scaled rows."""
+
+    CHUNK = 16384
+
+    def __init__(self, data, device, dtype=torch.float32):
+        self.data, self.device, self.dtype = data, torch.device(device), dtype
+        self.resident = None
+        if len(data) * data.shape[1] * torch.finfo(dtype).bits // 8 <= resident_bytes(self.device):
+            self.resident = torch.cat([torch.as_tensor(np.asarray(data[start : start + self.CHUNK]), dtype=dtype)
+                                       .to(self.device) for start in range(0, len(data), self.CHUNK)])
+
+    def place(self, rows):
+        """Row numbers (a tensor) moved to where the batches are indexed with them: once per epoch,
+        not once per step."""
+        return rows.to(self.device) if self.resident is not None else rows
+
+    def __call__(self, rows):
+        """The rows numbered `rows` (a tensor from `place`) as one batch on the device."""
+        if self.resident is not None:
+            return self.resident[rows]
+        batch = torch.as_tensor(self.data[rows.numpy()], dtype=self.dtype)
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch.to(self.device)
 
 
 @torch.inference_mode()

@@ -121,21 +121,23 @@ def fit(data, spec, training, *, seed, device, verbose=0, checkpoint=None, group
     return autoencoder.to("cpu"), history
 
 
-def encode(autoencoder, data, *, row_exact=False):
+def encode(autoencoder, data, *, row_exact=False, device="cpu"):
     """The codes of scaled rows `data`; without a network, the rows themselves.
 
     A float32 matrix product rounds differently for a batch of one row than for a batch of many
     (the library picks other kernels), so a row's code would depend on its batch in the last bit.
     ``row_exact`` computes in float64 and rounds to float32: the code of a row is then its own,
     whatever it is batched with. The estimator encodes so both in `fit` and in `predict`, so that
-    `transform(X_train)` is `codes_` exactly and k-means' `predict(X_train)` is `labels_`.
+    `transform(X_train)` is `codes_` exactly and k-means' `predict(X_train)` is `labels_`. `device`
+    is where the network computes (the batches are moved there and the codes back).
     """
     if autoencoder is None:
         return np.concatenate(list(row_chunks(data)))
+    encoder = copy.deepcopy(autoencoder.encoder).to(device)
     if not row_exact:
-        return apply_in_batches(autoencoder.encode, data)
-    encoder = copy.deepcopy(autoencoder.encoder).double()
-    return apply_in_batches(lambda batch: encoder(batch.double()).float(), data)
+        return apply_in_batches(encoder, data, device=device)
+    encoder.double()
+    return apply_in_batches(lambda batch: encoder(batch.double()).float(), data, device=device)
 
 
 def decode(autoencoder, codes):

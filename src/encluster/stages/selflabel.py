@@ -30,7 +30,8 @@ from ..models import Classifier, ClassifierSpec, classifier_shapes, restored
 from ..params import Interval, Options, Setting, settings_class
 from ..progress import progress
 from ..scaling import row_range
-from ..training import TrainingInterrupted, adam, apply_in_batches, epoch_order, learning_rate_at
+from ..training import (SYNC_EVERY, BatchReader, LossSum, TrainingInterrupted, adam, apply_in_batches, epoch_order,
+                        learning_rate_at)
 from .encode import hidden_widths
 
 log = logging.getLogger(__name__)
@@ -215,36 +216,42 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
     if checkpoint is not None:
         checkpoint.active = True
     device = torch.device(device)
+    rows_of, running = BatchReader(data, device), LossSum(device)
+    members_at, targets = rows_of.place(torch.as_tensor(members)), targets.to(device)
     try:
         with progress("self-labelling", config.steps, verbose if group.is_main else 0) as bar:
             bar.advance(state["step"])
-            padded = group.padded(len(members))
+            padded, order = group.padded(len(members)), None  # order: state["order"] where batches are indexed
             while state["step"] < config.steps:
                 if state["order"] is None or state["start"] >= padded:
                     state.update(order=epoch_order(len(members), generator, group), start=0)
+                    order = None
+                if order is None:
+                    order = rows_of.place(state["order"])
                 window = state["order"][state["start"] : state["start"] + batch_size]
-                rows = group.batch_share(window).numpy()
-                batch = torch.as_tensor(data[members[rows]], dtype=torch.float32).to(device)
+                rows = group.batch_share(order[state["start"] : state["start"] + batch_size])
+                batch = rows_of(members_at[rows])
                 inputs = augmented(classifier, batch, window, config, generator, group, feature_std)
                 for param_group in optimizer.param_groups:
                     param_group["lr"] = learning_rate_at(state["step"], config.steps, schedule)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
                     logits = network(inputs)
-                loss = nn.functional.cross_entropy(logits.float(), targets[rows].to(device))
+                loss = nn.functional.cross_entropy(logits.float(), targets[rows.to(device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                running.add(loss.detach())
                 state["step"] += 1
                 state["start"] += len(window)
-                value = float(loss.detach())
-                state["total"] += value
-                bar.advance(1, loss=value)
+                bar.advance(1)
                 if state["step"] % LOSS_EVERY == 0 or state["step"] == config.steps:
                     count = (state["step"] - 1) % LOSS_EVERY + 1
+                    state["total"] += running.read()
                     state["history"].append(state["total"] / count)
                     state["total"] = 0.0
                     bar.epoch_done(state["step"], config.steps, loss=state["history"][-1])
-                if checkpoint is not None:
+                if checkpoint is not None and state["step"] % SYNC_EVERY == 0:
+                    state["total"] += running.read()
                     if group.any(checkpoint.stop.is_set()):
                         save()
                         group.barrier()
@@ -274,15 +281,15 @@ def _feature_std(data, members):
     return torch.where(std > 0, std, torch.ones_like(std))
 
 
-def classify(classifier, data):
+def classify(classifier, data, device="cpu"):
     """The classifier's cluster for each scaled row of `data` (float32, in fixed batches, so a
-    row's answer does not depend on what else is classified)."""
-    return apply_in_batches(classifier, data).argmax(axis=1).astype(np.int64)
+    row's answer does not depend on what else is classified), computed on `device`."""
+    return apply_in_batches(classifier.to(device), data, device=device).argmax(axis=1).astype(np.int64)
 
 
-def classify_shards(classifier, data, group):
+def classify_shards(classifier, data, group, device="cpu"):
     """`classify` of all of `data`: each process its shard, gathered in order."""
-    return group.all_gather_rows(classify(classifier, row_range(data, *group.shard(len(data)))))
+    return group.all_gather_rows(classify(classifier, row_range(data, *group.shard(len(data))), device))
 
 
 def moves(before, after, n_clusters):
