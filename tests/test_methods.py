@@ -322,3 +322,29 @@ def test_umaps_kernels_compiled_once_give_the_same_labels_when_loaded_from_the_c
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     assert runs[0].stdout == runs[1].stdout
     assert any(name.endswith(".nbi") for _, _, files in os.walk(tmp_path / "numba") for name in files)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(1, 400), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_new_points_placed_in_threads_land_where_umap_learns_serial_layout_puts_them(n_new, threads, seed):
+    """Placing blocks of new points in threads must not change a single bit: each point moves by its
+    own edges and its own seed, as in umap-learn's serial `optimize_layout_euclidean`."""
+    from umap.layouts import optimize_layout_euclidean
+
+    from encluster.stages import embed
+
+    rng = np.random.default_rng(seed)
+    fixed = rng.normal(size=(60, 2)).astype(np.float32)
+    start = rng.normal(size=(n_new, 2)).astype(np.float32)
+    k = 5
+    rows = np.repeat(np.arange(n_new, dtype=np.int32), k)
+    cols = rng.integers(0, len(fixed), n_new * k).astype(np.int32)
+    keep = rng.random(n_new * k) < 0.8  # some edges dropped, as weak ones are: blocks of uneven size
+    epochs_per_sample = 1.0 / rng.uniform(0.05, 1.0, keep.sum())
+    rng_state = rng.integers(-2**31 + 1, 2**31 - 1, 3).astype(np.int64)
+    a, b = 1.58, 0.9
+    ours = embed.place(start, fixed, rows[keep], cols[keep], epochs_per_sample, a, b, rng_state, threads=threads)
+    theirs = optimize_layout_euclidean(start.copy(), fixed.copy(), rows[keep], cols[keep], embed.TRANSFORM_EPOCHS,
+                                       len(fixed), epochs_per_sample, a, b, rng_state, 1.0, 0.25, 5, False)
+    np.testing.assert_array_equal(ours, theirs)
+    assert not np.array_equal(ours, start)  # the points did move

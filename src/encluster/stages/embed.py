@@ -139,7 +139,6 @@ class UmapEmbedding:
 
     def transform(self, X):
         """Place new points `X` in the fitted embedding (training data held fixed)."""
-        from umap.layouts import optimize_layout_euclidean
         from umap.umap_ import compute_membership_strengths, smooth_knn_dist
 
         keep_compiled_kernels()
@@ -167,20 +166,76 @@ class UmapEmbedding:
         start = np.ascontiguousarray(start, dtype=np.float32)
         # Each row is placed on its own: a fixed number of epochs and edge weights taken as they are
         # (not relative to the batch's largest), so a row's place does not depend on its batch.
-        n_epochs = TRANSFORM_EPOCHS
         weights = vals.astype(np.float64)
-        keep = weights >= 1.0 / n_epochs
-        epochs_per_sample = 1.0 / weights[keep]
+        keep = weights >= 1.0 / TRANSFORM_EPOCHS
         rng_state = np.random.RandomState(self.random_state).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
-        # umap-learn seeds each row's negative samples from the row's start, so rows stay independent.
-        return optimize_layout_euclidean(
-            start, self.embedding_.copy(), rows[keep], cols[keep], n_epochs, n_fit, epochs_per_sample,
-            self.a_, self.b_, rng_state,
-            1.0,  # repulsion strength (umap-learn's default)
-            0.25,  # learning rate: umap-learn's transform uses a quarter of the fit's 1.0
-            5,  # negative samples per positive one (umap-learn's default)
-            False,  # not parallel, so the placement is repeatable
-        )
+        return place(start, self.embedding_, rows[keep], cols[keep], 1.0 / weights[keep], self.a_, self.b_,
+                     rng_state)
+
+
+@functools.cache
+def _layout_epoch():
+    """One epoch of umap-learn's layout optimisation, compiled to release the GIL, so that blocks of
+    new points can be placed in threads at once."""
+    import numba
+    from umap.layouts import _optimize_layout_euclidean_single_epoch
+
+    return numba.njit(_optimize_layout_euclidean_single_epoch, fastmath=True, nogil=True)
+
+
+def place(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, *, threads=None):
+    """Move the new points `start` towards their training neighbours in `fixed` (edges `rows` ->
+    `cols`, sorted by row): umap-learn's `optimize_layout_euclidean` for `TRANSFORM_EPOCHS` epochs,
+    with the fixed points held still, its learning rate quartered and 5 negative samples per edge.
+
+    A point moves by its own edges alone, and umap-learn seeds its negative samples from its own
+    start, so the points are split into one block per thread (`threads`, default torch's) and
+    each block is placed on its own: the same places as one serial call, bit for bit, in a
+    fraction of the time (umap-learn's parallel layout would race on shared points instead).
+    """
+    start = np.array(start, dtype=np.float32)
+    threads = threads or torch_threads()
+    bounds = np.linspace(0, len(start), min(threads, len(start)) + 1).astype(np.int64)
+    edges = np.searchsorted(rows, bounds)
+
+    def place_block(block):
+        lo, hi = bounds[block], bounds[block + 1]
+        first, last = edges[block], edges[block + 1]
+        _layout(start[lo:hi], fixed, rows[first:last] - lo, cols[first:last], epochs_per_sample[first:last], a, b,
+                rng_state)
+
+    if len(bounds) > 2:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            list(pool.map(place_block, range(len(bounds) - 1)))
+    elif len(start):
+        place_block(0)
+    return start
+
+
+def _layout(head, tail, rows, cols, epochs_per_sample, a, b, rng_state):
+    """umap-learn's `optimize_layout_euclidean` loop (without densMAP) on the block `head`, in place."""
+    epoch = _layout_epoch()
+    negatives = 5  # negative samples per positive one (umap-learn's default)
+    per_negative = epochs_per_sample / negatives
+    next_negative, next_sample = per_negative.copy(), epochs_per_sample.copy()
+    rng = np.full((len(head), len(rng_state)), rng_state, dtype=np.int64) + \
+        head[:, 0].astype(np.float64).view(np.int64).reshape(-1, 1)
+    unused = np.zeros(1, dtype=np.float32)  # densMAP's arrays
+    initial_alpha = 0.25  # umap-learn's transform uses a quarter of the fit's learning rate
+    alpha = initial_alpha
+    for n in range(TRANSFORM_EPOCHS):
+        epoch(head, tail, rows, cols, len(tail), epochs_per_sample, a, b, rng, 1.0, head.shape[1], False, alpha,
+              per_negative, next_negative, next_sample, n, False, unused, unused, 0, 0, 0, 0, unused, unused, 0)
+        alpha = initial_alpha * (1.0 - float(n) / float(TRANSFORM_EPOCHS))
+
+
+def torch_threads():
+    """The threads this process computes with (torch's count, which torchrun sets per process)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def check_data(n_samples, method):
