@@ -239,3 +239,47 @@ def test_scaling_round_trips_and_standardises(X, scaling):
         assert np.allclose(Z.std(axis=0)[varies], 1, atol=1e-3)
     else:
         assert Z.min() >= 0 and Z.max() <= 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40000), st.integers(1, 4), st.sampled_from([np.uint8, np.int32, np.float32, np.float64]),
+       st.booleans(), st.integers(0, 2**31 - 1))
+def test_one_pass_summary_matches_each_question_asked_of_the_whole_array(n, width, dtype, constant, seed):
+    """The summary is gathered block by block (16,384 rows each); the answers must be those of
+    the whole array, across block boundaries: constant or not, bounded or not, min, max, sums."""
+    from encluster.scaling import summarise
+
+    rng = np.random.default_rng(seed)
+    scale = 1 if dtype in (np.float32, np.float64) and rng.random() < 0.5 else 255
+    X = (rng.random((n, width)) * scale).astype(dtype)
+    if constant:
+        X[:] = X[0]
+    elif n > 1:
+        X[rng.integers(1, n)] = X[0] + 1  # one row somewhere may be the only one that differs
+    found = summarise(X)
+    assert found.constant == bool((X == X[0]).all())
+    assert found.count == n
+    floating = np.issubdtype(dtype, np.floating)
+    assert found.bounded == (dtype == np.uint8 or (floating and X.min() >= 0 and X.max() <= 1))
+    if dtype == np.uint8:
+        assert found.low is None  # uint8 is scaled by 255: nothing to gather
+    else:
+        wide = X.astype(np.float64)
+        np.testing.assert_array_equal(found.low, wide.min(axis=0))
+        np.testing.assert_array_equal(found.high, wide.max(axis=0))
+        np.testing.assert_allclose(found.total, wide.sum(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(found.squares, (wide**2).sum(axis=0), rtol=1e-12)
+        for scaling in ("minmax", "standard", "auto"):
+            given_summary, own = Scaler.fit(X, scaling, found), Scaler.fit(X, scaling)
+            assert given_summary.mode == own.mode
+            np.testing.assert_array_equal(given_summary.offset, own.offset)
+
+
+def test_the_summary_counts_the_rows_with_nan_or_infinity_in_every_block():
+    from encluster.scaling import summarise
+
+    X = np.zeros((40000, 3), dtype=np.float32)
+    X[[5, 20000, 39999], [0, 1, 2]] = [np.nan, np.inf, -np.inf]
+    X[20000, 0] = np.nan  # two bad values in one row count once
+    with pytest.raises(DataError, match="data.npy contains NaN or infinite values in 3 samples"):
+        summarise(X, name="data.npy")

@@ -3,9 +3,9 @@
 A thin face over the stages (`encluster.stages`): its parameters are the settings declared
 there, each left at None taking the preset's value."""
 
+import functools
 import inspect
 import logging
-import time
 import warnings
 
 import numpy as np
@@ -16,9 +16,10 @@ from .distributed import current
 from .errors import ConfigError, DataError, NotFittedError
 from .params import take
 from .presets import get_preset
-from .scaling import ScaledRows, Scaler, row_range
+from .memory import measured
+from .scaling import ScaledRows, Scaler, row_range, summarise
 from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine, resolve_method, selflabel
-from .validation import check_n_clusters, check_samples, is_constant
+from .validation import check_n_clusters, check_samples
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         Codes of the training samples.
     timings_ : dict
         Seconds spent in each stage of `fit`.
+    peak_memory_mb_ : dict
+        The process's peak resident memory by the end of each stage of `fit`, in MB.
     world_size_ : int
         How many processes fitted the model together (1, unless run under torchrun).
 
@@ -167,7 +170,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
         names = _column_names(X)
         X, image_shape = _flattened(_numeric_columns(X), image_shape)
-        X = check_samples(X)
+        X = check_samples(X, finite=False)
+        summary = summarise(X)  # the one pass over the data before training
         image_shape = _check_image_shape(image_shape, X.shape[1])
         method = resolve_method(values["method"], X.shape[1])
         pipeline = METHODS[method]
@@ -179,7 +183,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         spec = encode.network_spec(encoding, X.shape[1], encode.code_width(encoding, k)) if pipeline.encoder else None
         if pipeline.embedding:
             embed.check_data(len(X), method)
-        if (k == "auto" or k > 1) and len(X) > 1 and is_constant(X):
+        if (k == "auto" or k > 1) and len(X) > 1 and summary.constant:
             raise DataError(f"X is constant: all {len(X)} samples are identical, so there is nothing to cluster; "
                             "check the data")
         self.method_, self.training_ = method, training
@@ -190,45 +194,42 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.world_size_ = group.world_size
         self.seed_ = int(self.random_state if self.random_state is not None
                          else np.random.default_rng().integers(2**31 - 1))
-        self.scaler_ = Scaler.fit(X, _scaling_for(encoding, pipeline))
+        self.scaler_ = Scaler.fit(X, _scaling_for(encoding, pipeline), summary)
         data = ScaledRows(X, self.scaler_)
-        self.timings_ = {}
+        self.timings_, self.peak_memory_mb_ = {}, {}
+        measure = functools.partial(measured, seconds=self.timings_, peaks=self.peak_memory_mb_)
 
-        clock = time.perf_counter()
-        self.autoencoder_, self.history_ = None, []
-        if spec is not None:
-            self.autoencoder_, self.history_ = encode.fit(data, spec, training, seed=self.seed_, device=device,
-                                                          verbose=self.verbose, checkpoint=checkpoint, group=group)
-        self.timings_["train"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        self.codes_ = self._encode_shards(data, group)
-        self.timings_["encode"] = time.perf_counter() - clock
+        with measure("train"):
+            self.autoencoder_, self.history_ = None, []
+            if spec is not None:
+                self.autoencoder_, self.history_ = encode.fit(data, spec, training, seed=self.seed_, device=device,
+                                                              verbose=self.verbose, checkpoint=checkpoint,
+                                                              group=group)
+        with measure("encode"):
+            self.codes_ = self._encode_shards(data, group, device)
 
         self.embedding_ = self.embedded_ = None
         space = self.codes_
         if pipeline.embedding:
-            clock = time.perf_counter()
-            self.embedding_, self.embedded_ = embed.fit(self.codes_, encode.per_cluster(k), embedding,
-                                                        seed=self.seed_, group=group)
+            with measure("embed"):
+                self.embedding_, self.embedded_ = embed.fit(self.codes_, encode.per_cluster(k), embedding,
+                                                            seed=self.seed_, group=group)
             space = self.embedded_
-            self.timings_["embed"] = time.perf_counter() - clock
 
-        clock = time.perf_counter()
-        found = cluster.fit(space, self.codes_, clustering, pipeline.clustering, seed=self.seed_, group=group)
-        self.labels_, self.cluster_centers_, self.mixture_ = found.labels, found.centers, found.mixture
-        self.cluster_selection_, self.n_clusters_ = found.selection, len(found.centers)
-        self.refinement_history_ = []
-        if self.refinement_ is not None:
-            self.labels_, self.cluster_centers_, self.refinement_history_ = refine.fit(
-                self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=training.loss,
-                seed=self.seed_, device=device, verbose=self.verbose, group=group)
-            self.codes_ = self._encode_shards(data, group)
-        self.timings_["cluster"] = time.perf_counter() - clock
+        with measure("cluster"):
+            found = cluster.fit(space, self.codes_, clustering, pipeline.clustering, seed=self.seed_, group=group)
+            self.labels_, self.cluster_centers_, self.mixture_ = found.labels, found.centers, found.mixture
+            self.cluster_selection_, self.n_clusters_ = found.selection, len(found.centers)
+            self.refinement_history_ = []
+            if self.refinement_ is not None:
+                self.labels_, self.cluster_centers_, self.refinement_history_ = refine.fit(
+                    self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=training.loss,
+                    seed=self.seed_, device=device, verbose=self.verbose, group=group)
+                self.codes_ = self._encode_shards(data, group, device)
         self.clustered_labels_, self.classifier_, self.selflabel_ = self.labels_, None, None
         if self.selflabeling_ is not None and self.n_clusters_ > 1:
-            clock = time.perf_counter()
-            self._self_label(data, device, checkpoint, group)
-            self.timings_["selflabel"] = time.perf_counter() - clock
+            with measure("selflabel"):
+                self._self_label(data, device, checkpoint, group)
         self.n_features_in_ = X.shape[1]
         if names is not None:
             self.feature_names_in_ = names
@@ -243,7 +244,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.classifier_, history = selflabel.fit(data, members, self.labels_[members], self.n_clusters_, config,
                                                   seed=self.seed_, device=device, verbose=self.verbose,
                                                   checkpoint=checkpoint, group=group)
-        labels = selflabel.classify_shards(self.classifier_, data, group)
+        labels = selflabel.classify_shards(self.classifier_, data, group, device)
         moved, pairs = selflabel.moves(self.labels_, labels, self.n_clusters_)
         log.info("self-labelling: %d sure members taught the classifier; it moved %d of %d samples", len(members),
                  moved, len(labels))
@@ -304,15 +305,22 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                             f"{detail or 'the same columns in another order'}; give the columns of the training "
                             f"data, in its order: {list(fitted)}")
 
-    def _encode_shards(self, data, group):
+    def _encode_shards(self, data, group, device):
         """Codes of all of `data`: each process encodes its shard, and the shards are gathered in order."""
         return group.all_gather_rows(encode.encode(self.autoencoder_, row_range(data, *group.shard(len(data))),
-                                                   row_exact=True))
+                                                   row_exact=True, device=device))
+
+    def _device_here(self):
+        """Where `transform` and `predict` compute: the model's `device`, or the CPU on a machine
+        without it (a model trained on a GPU, loaded elsewhere)."""
+        device = torch.device(self.device)
+        return device if device.type != "cuda" or torch.cuda.is_available() else torch.device("cpu")
 
     def transform(self, X):
         """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap")."""
         self._check_fitted()
-        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_), row_exact=True)
+        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_), row_exact=True,
+                             device=self._device_here())
 
     def predict(self, X):
         """The cluster of each sample in `X`: the self-labelling classifier's, where there is one;
@@ -320,7 +328,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         its code."""
         if getattr(self, "classifier_", None) is not None:
             self._check_fitted()
-            return selflabel.classify(self.classifier_, ScaledRows(self._check_width(X), self.scaler_))
+            return selflabel.classify(self.classifier_, ScaledRows(self._check_width(X), self.scaler_),
+                                      self._device_here())
         codes = self.transform(X)
         space = embed.apply(self.embedding_, codes) if self.embedding_ is not None else codes
         return cluster.predict(self.cluster_centers_, self.mixture_, space, codes)

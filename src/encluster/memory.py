@@ -4,12 +4,25 @@ import ctypes
 import os
 import resource
 import sys
+import time
+from contextlib import contextmanager
 
 
 def peak_memory_mb():
     """Peak resident memory of this process so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 if sys.platform != "darwin" else peak / 1024**2
+
+
+@contextmanager
+def measured(name, *, seconds, peaks):
+    """Record how long the block took in ``seconds[name]`` and the process's peak memory by its
+    end in ``peaks[name]`` (MB; the peak so far, so the first stage whose entry jumps is the one
+    that needed the memory)."""
+    start = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - start
+    peaks[name] = round(peak_memory_mb(), 1)
 
 
 def bound_heap_growth():

@@ -6,6 +6,7 @@ interrupted run can be resumed.
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from .data import load_dataset
 from .distributed import current
 from .errors import ConfigError, RunDirError
 from .estimator import EncodingClusterer
-from .memory import peak_memory_mb
+from .memory import measured, peak_memory_mb
 from .metrics import score, score_run
 from .params import run_default
 from .profiles import cluster_profiles, feature_names_for, profiles_csv
@@ -196,17 +197,17 @@ def _execute(config, staged, run_dir, *, resume, verbose):
 
 
 def _run(config, out, checkpoint, verbose):
-    timings = {}
-    t = time.perf_counter()
-    dataset = config.load_data()
-    timings["load"] = time.perf_counter() - t
+    timings, peaks = {}, {}
+    measure = functools.partial(measured, seconds=timings, peaks=peaks)
+    with measure("load"):
+        dataset = config.load_data()
     log.info("loaded %s: %d samples x %d features", dataset.name, *dataset.X.shape)
 
     est = config.estimator(verbose, images=dataset.image_shape is not None)
-    t = time.perf_counter()
-    est.fit(dataset.X, image_shape=dataset.image_shape, checkpoint=checkpoint)
-    timings["fit"] = time.perf_counter() - t
+    with measure("fit"):
+        est.fit(dataset.X, image_shape=dataset.image_shape, checkpoint=checkpoint)
     timings.update(est.timings_)
+    peaks.update(est.peak_memory_mb_)
     codes, labels = est.codes_, est.labels_
 
     metrics = {
@@ -227,35 +228,33 @@ def _run(config, out, checkpoint, verbose):
         "final_loss": est.history_[-1] if est.history_ else None,
         "cluster_sizes": np.bincount(labels, minlength=est.n_clusters_).tolist(),
     }
-    t = time.perf_counter()
-    space = est.embedded_ if est.embedded_ is not None else codes
-    metrics.update(score_run(dataset.y, labels, est.n_clusters_, ScaledRows(dataset.X, est.scaler_) if config.baseline else None,
-                             space=space, random_state=config.random_state))
-    if est.selflabel_ is not None:
-        metrics["selflabel"] = {**est.selflabel_, "before": None if dataset.y is None
-                                else score(dataset.y, est.clustered_labels_)}
-    timings["score"] = time.perf_counter() - t
+    with measure("score"):
+        space = est.embedded_ if est.embedded_ is not None else codes
+        metrics.update(score_run(dataset.y, labels, est.n_clusters_, ScaledRows(dataset.X, est.scaler_) if config.baseline else None,
+                                 space=space, random_state=config.random_state))
+        if est.selflabel_ is not None:
+            metrics["selflabel"] = {**est.selflabel_, "before": None if dataset.y is None
+                                    else score(dataset.y, est.clustered_labels_)}
 
     if out is None:  # not rank 0: nothing to save
         return metrics, dataset, est, None
-    t = time.perf_counter()
-    np.save(out / "codes.npy", codes)
-    np.save(out / "assignments.npy", labels)
-    if est.embedded_ is not None:
-        np.save(out / "embedded.npy", est.embedded_)  # where the clusters were found, for the report
-    est.save(out)
-    profiles = table_profiles(dataset, est, config.random_state)
-    if profiles is not None:
-        atomic_write_bytes(out / "profiles.csv", profiles_csv(profiles).encode("utf-8"))
-        metrics["profiles"] = [{k: c[k] for k in ("cluster", "size", "top")} for c in profiles["clusters"]]
-    timings["save"] = time.perf_counter() - t
+    with measure("save"):
+        np.save(out / "codes.npy", codes)
+        np.save(out / "assignments.npy", labels)
+        if est.embedded_ is not None:
+            np.save(out / "embedded.npy", est.embedded_)  # where the clusters were found, for the report
+        est.save(out)
+        profiles = table_profiles(dataset, est, config.random_state)
+        if profiles is not None:
+            atomic_write_bytes(out / "profiles.csv", profiles_csv(profiles).encode("utf-8"))
+            metrics["profiles"] = [{k: c[k] for k in ("cluster", "size", "top")} for c in profiles["clusters"]]
     if config.plots:
-        t = time.perf_counter()
-        plots.plot_run(est, dataset, metrics, out)
-        timings["plot"] = time.perf_counter() - t
+        with measure("plot"):
+            plots.plot_run(est, dataset, metrics, out)
 
     metrics["train_seconds"] = round(timings["train"], 2)
     metrics["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    metrics["peak_memory_by_stage_mb"] = peaks
     metrics["history"] = est.history_
     return metrics, dataset, est, profiles
 

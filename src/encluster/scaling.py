@@ -12,19 +12,67 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .validation import check_samples, row_chunks
 
 MODES = ("uint8", "identity", "minmax", "standard")
 SCALINGS = ("minmax", "standard", "auto")
 
 
-def is_bounded(X):
-    """True for data already on an image's scale: uint8, or floats within [0, 1]."""
-    if X.dtype == np.uint8:
-        return True
-    return bool(np.issubdtype(X.dtype, np.floating)
-                and all(chunk.min() >= 0 and chunk.max() <= 1 for chunk in row_chunks(X)))
+@dataclass
+class Summary:
+    """What one pass over the training data found: whether it is usable and constant, and the
+    statistics a scaling needs. Fitting asks all its questions of this, so a memory-mapped file
+    is read once instead of once per question (six times for a float file).
+
+    constant : bool
+        Every row equals the first.
+    bounded : bool
+        Already on an image's scale: uint8, or floats within [0, 1].
+    low, high : ndarray of shape (n_features,) or None
+        Each column's minimum and maximum (None for uint8, which needs no statistics).
+    count : int
+    total, squares : ndarray of shape (n_features,) or None
+        Each column's sum and sum of squares, in float64.
+    """
+
+    constant: bool
+    bounded: bool
+    count: int
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    total: np.ndarray | None = None
+    squares: np.ndarray | None = None
+
+
+def summarise(X, *, name="X"):
+    """Check `X` (a 2-D numeric array, see `check_samples`) for non-finite values and gather its
+    `Summary`, in one pass over row blocks."""
+    statistics = X.dtype != np.uint8
+    floating = np.issubdtype(X.dtype, np.floating)
+    first, constant, bad = np.asarray(X[0]), True, 0
+    low = high = total = squares = None
+    for chunk in row_chunks(X):
+        chunk = np.asarray(chunk)
+        if floating:
+            bad += int((~np.isfinite(chunk)).any(axis=1).sum())
+        constant = constant and bool((chunk == first).all())
+        if not statistics:
+            if not constant:
+                break  # uint8 needs nothing else: the rest of the file need not be read
+            continue
+        if bad:
+            continue  # only the count of bad rows is still wanted
+        wide = chunk.astype(np.float64)
+        if low is None:
+            low, high, total, squares = wide.min(axis=0), wide.max(axis=0), wide.sum(axis=0), (wide**2).sum(axis=0)
+        else:
+            low, high = np.minimum(low, wide.min(axis=0)), np.maximum(high, wide.max(axis=0))
+            total, squares = total + wide.sum(axis=0), squares + (wide**2).sum(axis=0)
+    if bad:
+        raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
+    bounded = not statistics or (floating and bool(low.min() >= 0 and high.max() <= 1))
+    return Summary(constant, bounded, len(X), low, high, total, squares)
 
 
 @dataclass
@@ -46,27 +94,29 @@ class Scaler:
     span: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, X, scaling="minmax"):
+    def fit(cls, X, scaling="minmax", summary=None):
         """Choose the mapping from the training data.
 
         scaling : {"minmax", "standard", "auto"}
             "minmax": uint8 and [0, 1] data as they are, anything else per feature onto
             [0, 1]; "standard": a z-score per feature; "auto": "minmax" for bounded data
             (uint8 or within [0, 1], as images are), "standard" for the rest (tables).
+        summary : Summary, optional
+            `summarise(X)`, when the caller has it already; else it is gathered here.
         """
-        X = check_samples(X)
         if scaling not in SCALINGS:
             raise ConfigError(f"scaling={scaling!r}; expected one of {', '.join(SCALINGS)}")
-        bounded = scaling != "standard" and is_bounded(X)  # one scan, whichever way it goes
+        if summary is None:
+            X = check_samples(X, finite=False)
+            summary = summarise(X)
+        bounded = scaling != "standard" and summary.bounded
         if scaling == "standard" or (scaling == "auto" and not bounded):
-            mean, std = _moments(X)
+            mean, std = _moments(X, summary)
             # A spread within float rounding of the mean is a constant column, not a scale to divide by.
             return cls("standard", mean, np.where(std > 1e-12 * np.abs(mean), std, 1.0))
         if bounded:
             return cls("uint8" if X.dtype == np.uint8 else "identity")
-        low = np.min([chunk.min(axis=0) for chunk in row_chunks(X)], axis=0).astype(np.float64)
-        high = np.max([chunk.max(axis=0) for chunk in row_chunks(X)], axis=0).astype(np.float64)
-        return cls("minmax", low, np.where(high > low, high - low, 1.0))
+        return cls("minmax", summary.low, np.where(summary.high > summary.low, summary.high - summary.low, 1.0))
 
     def transform(self, X):
         """Scale `X` into float32; "minmax" clips values outside the training range to [0, 1]."""
@@ -90,18 +140,15 @@ class Scaler:
         return self.offset + Z * self.span
 
 
-def _moments(X):
-    """Each column's mean and standard deviation, in one pass over row blocks (float64 sums)."""
-    count, total, squares = 0, 0.0, 0.0
-    for chunk in row_chunks(X):
-        chunk = np.asarray(chunk, dtype=np.float64)
-        count, total, squares = count + len(chunk), total + chunk.sum(axis=0), squares + (chunk**2).sum(axis=0)
-    mean = total / count
+def _moments(X, summary):
+    """Each column's mean and standard deviation, from the summary's float64 sums."""
+    mean = summary.total / summary.count
     # The two-sums variance loses digits when the mean dwarfs the spread; a second pass
     # around the mean is exact enough and reads the data once more only in that case.
-    variance = squares / count - mean**2
+    variance = summary.squares / summary.count - mean**2
     if np.any(variance < 1e-6 * np.maximum(mean**2, 1e-300)):
-        variance = sum(((np.asarray(c, dtype=np.float64) - mean) ** 2).sum(axis=0) for c in row_chunks(X)) / count
+        variance = sum(((np.asarray(c, dtype=np.float64) - mean) ** 2).sum(axis=0)
+                       for c in row_chunks(X)) / summary.count
     return mean, np.sqrt(np.maximum(variance, 0))
 
 

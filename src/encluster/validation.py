@@ -6,11 +6,12 @@ import scipy.sparse
 from .errors import ConfigError, DataError, DataTypeError
 
 
-def check_samples(X, *, name="X"):
+def check_samples(X, *, name="X", finite=True):
     """Return `X` as a 2-D numeric array after checking it is usable.
 
-    Rejects non-numeric, empty, wrongly shaped and non-finite input; 3-D and 4-D image
-    stacks must be flattened by the caller first (the loaders do this).
+    Rejects non-numeric, empty, wrongly shaped and (unless ``finite=False``, for a caller that
+    checks this in its own pass over the data) non-finite input; 3-D and 4-D image stacks must
+    be flattened by the caller first (the loaders do this).
     """
     if scipy.sparse.issparse(X):
         raise DataError(f"{name} is a sparse matrix, and sparse input is not supported: the network reads dense rows; "
@@ -35,7 +36,7 @@ def check_samples(X, *, name="X"):
     if X.shape[1] == 0:
         raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required; give at "
                         "least one column")
-    if np.issubdtype(X.dtype, np.floating):
+    if finite and np.issubdtype(X.dtype, np.floating):
         bad = sum(int((~np.isfinite(chunk)).any(axis=1).sum()) for chunk in row_chunks(X))
         if bad:
             raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
@@ -47,11 +48,6 @@ def row_chunks(X, rows=16384):
     need memory for one block, not for a temporary as large as the data."""
     for start in range(0, len(X), rows):
         yield X[start : start + rows]
-
-
-def is_constant(X):
-    """True when every row of `X` equals the first."""
-    return all((chunk == X[0]).all() for chunk in row_chunks(X))
 
 
 def check_labels(y, n_samples, *, name="y"):
