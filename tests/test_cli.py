@@ -34,6 +34,11 @@ def test_run_writes_the_run_directory(run_dir):
                 "mean_cluster_purity", "train_seconds", "total_seconds", "encluster_version"):
         assert key in metrics, key
     assert metrics["n_samples"] == 300 and metrics["seed"] == 3 and metrics["dataset"] == "digits"
+    # Each stage's entry is the process's peak by the stage's end: in the order run, never falling.
+    peaks = metrics["peak_memory_by_stage_mb"]
+    order = ["load", "train", "encode", "cluster", "fit", "score", "save", "plot"]
+    assert set(peaks) == set(order) and set(metrics["timings"]) == set(order)
+    assert all(peaks[a] <= peaks[b] for a, b in zip(order, order[1:])) and peaks["plot"] <= metrics["peak_memory_mb"]
     assert set(metrics["pixels"]) == {"acc", "nmi", "ari", "purity", "mean_cluster_purity"}
     # The scores are those of the saved assignments, and of k-means on the scaled pixels, recomputed here.
     from sklearn.cluster import KMeans
