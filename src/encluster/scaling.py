@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .validation import check_samples, row_chunks
+from .errors import ConfigError
+from .validation import check_finite, check_samples, non_finite_rows, row_chunks
 
 MODES = ("uint8", "identity", "minmax", "standard")
 SCALINGS = ("minmax", "standard", "auto")
@@ -55,7 +55,7 @@ def summarise(X, *, name="X"):
     for chunk in row_chunks(X):
         chunk = np.asarray(chunk)
         if floating:
-            bad += int((~np.isfinite(chunk)).any(axis=1).sum())
+            bad += non_finite_rows(chunk)
         constant = constant and bool((chunk == first).all())
         if not statistics:
             if not constant:
@@ -69,8 +69,7 @@ def summarise(X, *, name="X"):
         else:
             low, high = np.minimum(low, wide.min(axis=0)), np.maximum(high, wide.max(axis=0))
             total, squares = total + wide.sum(axis=0), squares + (wide**2).sum(axis=0)
-    if bad:
-        raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
+    check_finite(bad, name)
     bounded = not statistics or (floating and bool(low.min() >= 0 and high.max() <= 1))
     return Summary(constant, bounded, len(X), low, high, total, squares)
 

@@ -37,10 +37,19 @@ def check_samples(X, *, name="X", finite=True):
         raise DataError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required; give at "
                         "least one column")
     if finite and np.issubdtype(X.dtype, np.floating):
-        bad = sum(int((~np.isfinite(chunk)).any(axis=1).sum()) for chunk in row_chunks(X))
-        if bad:
-            raise DataError(f"{name} contains NaN or infinite values in {bad} samples; remove or impute them first")
+        check_finite(sum(non_finite_rows(chunk) for chunk in row_chunks(X)), name)
     return X
+
+
+def non_finite_rows(block):
+    """How many rows of a float `block` hold NaN or an infinity."""
+    return int((~np.isfinite(block)).any(axis=1).sum())
+
+
+def check_finite(bad_rows, name="X"):
+    """Refuse data with `bad_rows` rows holding NaN or infinite values."""
+    if bad_rows:
+        raise DataError(f"{name} contains NaN or infinite values in {bad_rows} samples; remove or impute them first")
 
 
 def row_chunks(X, rows=16384):
