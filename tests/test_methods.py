@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from encluster import EncodingClusterer, load_dataset, score
-from encluster.stages.cluster import gaussian_mixture, mixture_from_arrays, mixture_to_arrays
+from encluster.stages import embed
+from encluster.stages.cluster import gaussian_mixture, mixture_from_arrays, mixture_to_arrays, most_agreeing
 from encluster.stages.embed import UmapEmbedding
 from encluster.errors import ConfigError
 from encluster.stages.refine import soft_assignments, target_distribution
@@ -184,6 +185,60 @@ def test_umap_epochs_reach_the_layout_and_are_saved(separated_blobs, tmp_path):
     short.save(tmp_path / "m")
     loaded = EncodingClusterer.load(tmp_path / "m")
     assert loaded.umap_epochs == 5 and loaded.embedding_.n_epochs == 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(12, 80), k=st.integers(2, 5), copies=st.integers(2, 5), seed=st.integers(0, 2**16))
+def test_the_clustering_the_others_agree_with_is_kept_not_the_odd_one_out(n, k, copies, seed):
+    rng = np.random.default_rng(seed)
+    truth = np.arange(n) % k
+    # The same clustering under other cluster numbers, and one with a third of its samples moved on.
+    same = [rng.permutation(k)[truth] for _ in range(copies)]
+    odd = truth.copy()
+    moved = rng.choice(n, size=n // 3, replace=False)
+    odd[moved] = (odd[moved] + 1) % k
+    for position in range(copies + 1):
+        labelings = same[:position] + [odd] + same[position:]
+        kept, agreement = most_agreeing(labelings)
+        assert kept != position and len(agreement) == copies + 1
+        assert agreement[position] < agreement[kept]
+
+
+def test_one_clustering_is_kept_as_it_is():
+    assert most_agreeing([np.array([0, 1, 1])]) == (0, [1.0])
+
+
+@pytest.mark.parametrize("n_samples, layouts", [(1_797, 5), (10_000, 5), (20_000, 5), (25_000, 4), (33_333, 3),
+                                                (33_334, 1), (70_000, 1), (1_000_000, 1)])
+def test_auto_lays_out_as_often_as_the_budget_allows_and_never_twice(n_samples, layouts):
+    chosen = embed.layouts_for(n_samples, embed.EmbedSettings(umap_layouts="auto"))
+    assert chosen == layouts and chosen != 2
+    assert embed.layouts_for(n_samples, embed.EmbedSettings(umap_layouts=2)) == 2
+
+
+def test_a_layout_the_others_disagree_with_is_not_kept(separated_blobs, monkeypatch, tmp_path):
+    X, y = separated_blobs
+    real_fit = embed.fit
+
+    def scrambled_first(codes, width, settings, *, seed, group):
+        embedding, embedded = real_fit(codes, width, settings, seed=seed, group=group)
+        if seed == 0:  # the first layout: its points shuffled, so its clusters ignore the blobs
+            embedded = embedded[np.random.default_rng(0).permutation(len(embedded))]
+        return embedding, embedded
+
+    monkeypatch.setattr(embed, "fit", scrambled_first)
+    est = EncodingClusterer(4, preset="umap", umap_layouts=3, random_state=0).fit(X)
+    record = est.layout_agreement_
+    assert record["layouts"] == 3 and record["kept"] in (1, 2) and record["agreement"][0] < 0.1
+    assert est.embedding_.random_state == record["kept"] and score(y, est.labels_)["acc"] == 1.0
+    est.save(tmp_path / "m")
+    loaded = EncodingClusterer.load(tmp_path / "m")
+    assert loaded.layout_agreement_ == record
+    np.testing.assert_array_equal(loaded.predict(X[::7] + 0.01), est.predict(X[::7] + 0.01))
+
+
+def test_one_layout_records_no_agreement(fitted):
+    assert fitted["n2d"].layout_agreement_ is None and fitted["default"].layout_agreement_["layouts"] == 5
 
 
 def test_mixture_round_trips_through_arrays(separated_blobs):

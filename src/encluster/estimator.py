@@ -93,6 +93,9 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         The mixture fitted on the UMAP embedding (methods n2d and umap).
     embedded_ : ndarray of shape (n_samples, n_components) or None
         Where UMAP put each training sample (methods n2d and umap).
+    layout_agreement_ : dict or None
+        Where UMAP was laid out more than once (`umap_layouts`): how many times, which layout was
+        kept, and each one's clusters' mean agreement (ARI) with the others'.
     history_ : list of float
         Mean reconstruction loss of each pretraining epoch.
     refinement_history_ : list of float
@@ -208,16 +211,23 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         with measure("encode"):
             self.codes_ = self._encode_shards(data, group, device)
 
-        self.embedding_ = self.embedded_ = None
-        space = self.codes_
+        layouts, self.layout_agreement_ = [None], None  # each (embedding, embedded); None: cluster the codes
         if pipeline.embedding:
             with measure("embed"):
-                self.embedding_, self.embedded_ = embed.fit(self.codes_, encode.per_cluster(k), embedding,
-                                                            seed=self.seed_, group=group)
-            space = self.embedded_
+                layouts = [embed.fit(self.codes_, encode.per_cluster(k), embedding, seed=self.seed_ + i, group=group)
+                           for i in range(embed.layouts_for(len(X), embedding))]
 
         with measure("cluster"):
-            found = cluster.fit(space, self.codes_, clustering, pipeline.clustering, seed=self.seed_, group=group)
+            found = [cluster.fit(self.codes_ if layout is None else layout[1], self.codes_, clustering,
+                                 pipeline.clustering, seed=self.seed_, group=group) for layout in layouts]
+            kept, agreement = cluster.most_agreeing([clusters.labels for clusters in found])
+            if len(layouts) > 1:
+                self.layout_agreement_ = {"layouts": len(layouts), "kept": kept, "agreement": agreement}
+                log.info("UMAP laid out %d times; kept layout %d, whose clusters agree best with the others' "
+                         "(mean ARI %.3f; the others %s)", len(layouts), kept, agreement[kept],
+                         ", ".join(f"{a:.3f}" for i, a in enumerate(agreement) if i != kept))
+            self.embedding_, self.embedded_ = layouts[kept] or (None, None)
+            found, layouts = found[kept], None
             self.labels_, self.cluster_centers_, self.mixture_ = found.labels, found.centers, found.mixture
             self.cluster_selection_, self.n_clusters_ = found.selection, len(found.centers)
             self.refinement_history_ = []

@@ -51,6 +51,7 @@ def save_model(est, path, *, training_rows=True):
         "training": est.training_.to_dict(),
         "umap": umap_settings,
         "cluster_selection": est.cluster_selection_,
+        "layout_agreement": est.layout_agreement_,
         "refinement_history": [float(h) for h in est.refinement_history_],
         "classifier": described_classifier,
         "selflabel": getattr(est, "selflabel_", None),
@@ -147,6 +148,7 @@ def load_model(cls, path):
     est.n_clusters_, est.cluster_selection_, est.refinement_history_ = n_clusters, selection, refinement_history
     est.cluster_centers_ = found.centers
     est.classifier_, est.selflabel_ = classifier, meta.get("selflabel")
+    est.layout_agreement_ = meta.get("layout_agreement")  # absent from models saved before it was recorded
     est.image_shape_ = None if image_shape is None else tuple(int(s) for s in image_shape)
     est.scaler_ = scaler
     est.training_ = training

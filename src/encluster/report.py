@@ -334,6 +334,10 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
              "total": f"{metrics.get('total_seconds', 0):.1f} s", "peak memory": f"{metrics.get('peak_memory_mb', 0):.0f} MB",
              "final loss": f"{metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None else "no network",
              "encluster": metrics.get("encluster_version")}
+    layouts = metrics.get("layout_agreement")
+    if layouts:
+        facts["UMAP layouts"] = (f"{layouts['layouts']}, kept #{layouts['kept']} (agreement ARI "
+                                 f"{layouts['agreement'][layouts['kept']]:.3f}, lowest {min(layouts['agreement']):.3f})")
     facts_html = "".join(f"<span><b>{k}</b> {html.escape(str(v))}</span>" for k, v in facts.items())
     separation = metrics.get("separation") or {}
     warning = ""

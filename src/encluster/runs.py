@@ -219,6 +219,7 @@ def _run(config, out, checkpoint, verbose):
         "image_shape": list(dataset.image_shape) if dataset.image_shape is not None else None,
         "n_clusters": int(est.n_clusters_),
         "cluster_selection": est.cluster_selection_,
+        "layout_agreement": est.layout_agreement_,
         "preset": config.preset,
         "method": est.method_,
         "seed": int(config.random_state),

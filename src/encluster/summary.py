@@ -48,6 +48,12 @@ def print_run_summary(metrics, run_dir):
         console.print(f"self-labelling: {relabelled['sure_members']:,} sure members taught a "
                       f"{relabelled['classifier'].upper()}; it moved {relabelled['moved']:,} samples"
                       + (f" (ACC {before['acc']:.4f} before)" if before else ""), highlight=False)
+    layouts = metrics.get("layout_agreement")
+    if layouts:
+        agreement = layouts["agreement"]
+        console.print(f"UMAP laid out {layouts['layouts']} times: kept layout {layouts['kept']}, whose clusters agree "
+                      f"best with the others' (mean ARI {agreement[layouts['kept']]:.3f}; lowest "
+                      f"{min(agreement):.3f})", highlight=False)
     selection = metrics.get("cluster_selection")
     if selection:
         console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")

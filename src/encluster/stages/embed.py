@@ -29,6 +29,9 @@ SETTINGS = (
     Setting("umap_epochs", Either((Interval(int, 1), Options(("auto",)))),
             "passes of UMAP's layout optimisation; auto: umap-learn's own (200 above 10,000 samples, 500 below)",
             "auto"),
+    Setting("umap_layouts", Either((Interval(int, 1), Options(("auto",)))),
+            "UMAP layouts from different seeds, each clustered; the clusters that agree best with the others' are "
+            "kept; auto: up to 5 where they fit within 100,000 samples laid out in all, else 1", 1),
 )
 EmbedSettings = settings_class("EmbedSettings", SETTINGS, "How UMAP embeds the codes.")
 # Seeded UMAP runs single-threaded: umap-learn trades its parallel layout for repeatability.
@@ -36,6 +39,11 @@ DEFAULTS = {"n_neighbors": 20, "min_dist": 0.0}
 # Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
 MAX_UMAP_FIT_SAMPLES = 100_000
 TRANSFORM_BATCH = 50_000
+# umap_layouts auto: as many layouts as fit within this many samples laid out in all (a 10,000-sample set's five
+# cost about 25 s on 2 cores), at most MAX_AUTO_LAYOUTS; fewer than MIN_LAYOUTS cannot outvote a poor one, so then 1.
+LAYOUT_BUDGET = 100_000
+MAX_AUTO_LAYOUTS = 5
+MIN_LAYOUTS = 3
 # Layout epochs placing new points (umap-learn's transform: 100 up to 10,000 points, 30 above).
 TRANSFORM_EPOCHS = 100
 INT32_MIN, INT32_MAX = np.iinfo(np.int32).min + 1, np.iinfo(np.int32).max - 1
@@ -243,6 +251,14 @@ def check_data(n_samples, method):
     if n_samples < 3:
         raise DataError(f"method {method!r} embeds the data with UMAP, which needs at least 3 samples (got "
                         f"{n_samples}); use preset 'original' (k-means) for so few")
+
+
+def layouts_for(n_samples, settings):
+    """How many UMAP layouts to fit on `n_samples` codes (the `umap_layouts` setting, "auto" resolved)."""
+    if settings.umap_layouts != "auto":
+        return settings.umap_layouts
+    affordable = min(MAX_AUTO_LAYOUTS, LAYOUT_BUDGET // max(n_samples, 1))
+    return affordable if affordable >= MIN_LAYOUTS else 1
 
 
 def fit(codes, width, settings, *, seed, group):
