@@ -211,9 +211,12 @@ def test_one_clustering_is_kept_as_it_is():
 @pytest.mark.parametrize("n_samples, layouts", [(1_797, 5), (10_000, 5), (20_000, 5), (25_000, 4), (33_333, 3),
                                                 (33_334, 1), (70_000, 1), (1_000_000, 1)])
 def test_auto_lays_out_as_often_as_the_budget_allows_and_never_twice(n_samples, layouts):
-    chosen = embed.layouts_for(n_samples, embed.EmbedSettings(umap_layouts="auto"))
+    def declared(layouts):
+        return embed.EmbedSettings(n_neighbors=20, umap_epochs="auto", umap_layouts=layouts)
+
+    chosen = embed.layouts_for(n_samples, declared("auto"))
     assert chosen == layouts and chosen != 2
-    assert embed.layouts_for(n_samples, embed.EmbedSettings(umap_layouts=2)) == 2
+    assert embed.layouts_for(n_samples, declared(2)) == 2
 
 
 def test_a_layout_the_others_disagree_with_is_not_kept(separated_blobs, monkeypatch, tmp_path):
