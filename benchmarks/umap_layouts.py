@@ -12,6 +12,7 @@ keeps. Neither reads labels; ACC is only the score.
 
     python benchmarks/umap_layouts.py                    # writes results/umap_layouts.{json,md}
     python benchmarks/umap_layouts.py --datasets digits --seeds 0 --layouts 3
+    python benchmarks/umap_layouts.py --umap-epochs 200   # longer layouts: results/umap_layouts_200ep.*
 """
 
 import argparse
@@ -28,7 +29,7 @@ from machine import describe
 RESULTS = Path(__file__).parent / "results"
 
 
-def layouts_of(dataset, seed, count):
+def layouts_of(dataset, seed, count, umap_epochs=None):
     """ACC, agreement, silhouette and seconds of `count` layouts of one first-stage fit's codes, and
     the layouts' labels."""
     from sklearn.metrics import silhouette_score
@@ -41,6 +42,8 @@ def layouts_of(dataset, seed, count):
     X, y, shape = image_sets.load(dataset)
     est = EncodingClusterer(10, random_state=seed, selflabel="off", umap_layouts=1).fit(X, image_shape=shape)
     values = est._resolved()
+    if umap_epochs is not None:
+        values["umap_epochs"] = umap_epochs
     embedding, clustering = take(embed.EmbedSettings, values), take(cluster.ClusterSettings, values)
     labelings, seconds = [], []
     for i in range(count):
@@ -84,9 +87,9 @@ def seed_agreement(rows, labelings):
             for dataset, criteria in result.items()}
 
 
-def markdown(rows, agreement_across_seeds, machine):
+def markdown(rows, agreement_across_seeds, machine, command):
     lines = [f"# UMAP layouts of the same codes ({machine})", "",
-             "`python benchmarks/umap_layouts.py`: the default's first stages (selflabel off), then UMAP from "
+             f"`{command}`: the default's first stages (selflabel off), then UMAP from "
              "seeds seed..seed+4 on the same codes, each clustered. Agreement: a layout's clusters' mean ARI with "
              "the other layouts' (what `umap_layouts` keeps the highest of); silhouette: of its clusters in code "
              "space (5,000 samples). Neither reads labels; ACC only scores.", "",
@@ -99,8 +102,8 @@ def markdown(rows, agreement_across_seeds, machine):
         lines.append(f"| {dataset} | {layouts[0]['n_samples']:,} | {seed} | {each['acc']} | {each['agreement']} | "
                      f"{each['silhouette']} | **{chosen[0]:.3f}** | {chosen[1]:.3f} | {chosen[2]:.3f} | "
                      f"{statistics.median(r['seconds'] for r in layouts):.1f} |")
-    lines += ["", "| criterion | mean ACC of the kept layouts | worst | seeds' agreement (mean ARI between seeds' kept "
-              "clusterings), by data set |", "|---|---|---|---|"]
+    lines += ["", "| criterion | mean ACC of the kept layouts | worst | seeds' agreement (mean ARI between "
+              "seeds' kept clusterings), by data set |", "|---|---|---|---|"]
     for criterion, choose in CRITERIA.items():
         kept = [choose(layouts)["acc"] for layouts in groups.values()]
         across = ", ".join(f"{dataset} {values[criterion]:.3f}"
@@ -115,19 +118,22 @@ def main():
                         choices=image_sets.NAMES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--layouts", type=int, default=5)
+    parser.add_argument("--umap-epochs", type=int, help="layout epochs (default: the default preset's)")
     args = parser.parse_args()
     rows, labelings = [], {}
     for dataset in args.datasets:
         for seed in args.seeds:
-            found, labelings[dataset, seed] = layouts_of(dataset, seed, args.layouts)
+            found, labelings[dataset, seed] = layouts_of(dataset, seed, args.layouts, args.umap_epochs)
             rows += found
             print(json.dumps(found), flush=True)
     machine, across = describe(), seed_agreement(rows, labelings)
+    name = "umap_layouts" + (f"_{args.umap_epochs}ep" if args.umap_epochs else "")
+    command = "python benchmarks/umap_layouts.py" + (f" --umap-epochs {args.umap_epochs}" if args.umap_epochs else "")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "umap_layouts.json").write_text(json.dumps({"machine": machine, "runs": rows,
-                                                           "seed_agreement": across}, indent=2) + "\n")
-    (RESULTS / "umap_layouts.md").write_text(markdown(rows, across, machine))
-    print(markdown(rows, across, machine))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine, "runs": rows, "seed_agreement": across,
+                                                      "umap_epochs": args.umap_epochs}, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(rows, across, machine, command))
+    print(markdown(rows, across, machine, command))
 
 
 if __name__ == "__main__":
