@@ -175,6 +175,8 @@ def test_non_image_data_without_labels(tmp_path):
                        "--out", tmp_path / "o")
     assert result.returncode == 0, result.stderr
     assert "no labels" in result.stdout
+    kept = json.loads((tmp_path / "o" / "metrics.json").read_text())["layout_agreement"]["kept"]
+    assert f"UMAP laid out 5 times, kept layout {kept}" in " ".join(result.stdout.split())  # 150 rows: five layouts
     names = {p.name for p in (tmp_path / "o").iterdir()}
     assert "centroids.png" not in names and "codes_3d.png" in names
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["acc"] is None

@@ -153,6 +153,12 @@ def test_non_image_report(browser, table_run):
     assert "raw features" in page.inner_text("table.scores") and "raw pixels" not in page.inner_text("body")
     # The default clusters a 7-column table without a network: no training loss to show.
     assert metrics["method"] == "umap" and "Training loss" not in page.inner_text("body")
+    # 180 rows: UMAP laid out five times, and the facts say which layout was kept and how well it agreed.
+    layouts = metrics["layout_agreement"]
+    assert layouts["layouts"] == 5 and len(layouts["agreement"]) == 5
+    facts = page.inner_text(".facts")
+    assert (f"laid out 5 times, kept layout {layouts['kept']}" in facts
+            and f"mean ARI {layouts['agreement'][layouts['kept']]:.3f}" in facts)
     for kind, name, value, _ in page.evaluate(SCORES):
         assert value == (metrics[name] if kind == "encoding" else metrics["pixels"][name])
     page.close()

@@ -210,6 +210,13 @@ def separation_sentence(metrics):
             f"{where}, no labels used; the encoding may not help here: compare both before trusting either")
 
 
+def layouts_sentence(record):
+    """What several UMAP layouts came to (`EncodingClusterer.layout_agreement_`), in a few words."""
+    agreement = record["agreement"]
+    return (f"laid out {record['layouts']} times, kept layout {record['kept']}: its clusters agree best with the "
+            f"others' (mean ARI {agreement[record['kept']]:.3f}; lowest {min(agreement):.3f})")
+
+
 def _scores_table(runs):
     """Scores on the encoding (and raw pixels) for one or several runs."""
     head = "<tr><th>run</th><th>data</th>" + "".join(f"<th>{n}</th>" for n in SCORE_NAMES) + "</tr>"
@@ -334,10 +341,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
              "total": f"{metrics.get('total_seconds', 0):.1f} s", "peak memory": f"{metrics.get('peak_memory_mb', 0):.0f} MB",
              "final loss": f"{metrics['final_loss']:.4f}" if metrics.get("final_loss") is not None else "no network",
              "encluster": metrics.get("encluster_version")}
-    layouts = metrics.get("layout_agreement")
-    if layouts:
-        facts["UMAP layouts"] = (f"{layouts['layouts']}, kept #{layouts['kept']} (agreement ARI "
-                                 f"{layouts['agreement'][layouts['kept']]:.3f}, lowest {min(layouts['agreement']):.3f})")
+    if metrics.get("layout_agreement"):
+        facts["UMAP"] = layouts_sentence(metrics["layout_agreement"])
     facts_html = "".join(f"<span><b>{k}</b> {html.escape(str(v))}</span>" for k, v in facts.items())
     separation = metrics.get("separation") or {}
     warning = ""

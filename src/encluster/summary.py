@@ -11,7 +11,7 @@ from rich.table import Table
 from .errors import RunDirError
 from .metrics import SCORE_NAMES
 from .profiles import describe_top
-from .report import baseline_name, separation_sentence
+from .report import baseline_name, layouts_sentence, separation_sentence
 
 MAX_PROFILE_LINES = 20
 
@@ -48,12 +48,8 @@ def print_run_summary(metrics, run_dir):
         console.print(f"self-labelling: {relabelled['sure_members']:,} sure members taught a "
                       f"{relabelled['classifier'].upper()}; it moved {relabelled['moved']:,} samples"
                       + (f" (ACC {before['acc']:.4f} before)" if before else ""), highlight=False)
-    layouts = metrics.get("layout_agreement")
-    if layouts:
-        agreement = layouts["agreement"]
-        console.print(f"UMAP laid out {layouts['layouts']} times: kept layout {layouts['kept']}, whose clusters agree "
-                      f"best with the others' (mean ARI {agreement[layouts['kept']]:.3f}; lowest "
-                      f"{min(agreement):.3f})", highlight=False)
+    if metrics.get("layout_agreement"):
+        console.print(f"UMAP {layouts_sentence(metrics['layout_agreement'])}", highlight=False)
     selection = metrics.get("cluster_selection")
     if selection:
         console.print(f"--clusters auto chose {selection['chosen']}: the {selection['criterion']}")
