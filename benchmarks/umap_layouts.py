@@ -73,16 +73,16 @@ def by_fit(rows):
 
 
 def seed_agreement(rows, labelings):
-    """For each data set and criterion: the mean ARI between the clusterings it keeps for different seeds."""
-    from sklearn.metrics import adjusted_rand_score
+    """For each data set and criterion: the mean ARI between the clusterings it keeps for different seeds
+    (the mean of `most_agreeing`'s per-clustering agreements is the mean over pairs)."""
+    from encluster.stages.cluster import most_agreeing
 
     result = {}
     for (dataset, seed), layouts in by_fit(rows).items():
         for criterion, choose in CRITERIA.items():
             kept = labelings[dataset, seed][choose(layouts)["layout"]]
             result.setdefault(dataset, {}).setdefault(criterion, []).append(kept)
-    return {dataset: {criterion: statistics.fmean(adjusted_rand_score(a, b) for i, a in enumerate(kept)
-                                                   for b in kept[i + 1:])
+    return {dataset: {criterion: statistics.fmean(most_agreeing(kept)[1])
                       for criterion, kept in criteria.items() if len(kept) > 1}
             for dataset, criteria in result.items()}
 

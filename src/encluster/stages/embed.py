@@ -257,7 +257,7 @@ def layouts_for(n_samples, settings):
     """How many UMAP layouts to fit on `n_samples` codes (the `umap_layouts` setting, "auto" resolved)."""
     if settings.umap_layouts != "auto":
         return settings.umap_layouts
-    affordable = min(MAX_AUTO_LAYOUTS, LAYOUT_BUDGET // max(n_samples, 1))
+    affordable = min(MAX_AUTO_LAYOUTS, LAYOUT_BUDGET // n_samples)
     return affordable if affordable >= MIN_LAYOUTS else 1
 
 
