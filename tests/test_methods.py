@@ -219,6 +219,23 @@ def test_auto_lays_out_as_often_as_the_budget_allows_and_never_twice(n_samples, 
     assert embed.layouts_for(n_samples, declared(2)) == 2
 
 
+@pytest.mark.parametrize("n_samples, epochs", [(1_797, 200), (10_000, 200), (15_000, 133), (20_000, 100),
+                                               (70_000, 100), (1_000_000, 100)])
+def test_layout_passes_by_size_fall_from_200_to_100_as_the_data_grows(n_samples, epochs):
+    def declared(umap_epochs):
+        return embed.EmbedSettings(n_neighbors=20, umap_epochs=umap_epochs, umap_layouts=1)
+
+    assert embed.epochs_for(n_samples, declared("by_size")) == epochs
+    assert embed.epochs_for(n_samples, declared(37)) == 37 and embed.epochs_for(n_samples, declared("auto")) is None
+
+
+@given(st.integers(3, 10_000_000))
+def test_layout_passes_by_size_never_grow_with_the_data(n_samples):
+    by_size = embed.EmbedSettings(n_neighbors=20, umap_epochs="by_size", umap_layouts=1)
+    fewer, more = embed.epochs_for(n_samples, by_size), embed.epochs_for(n_samples + 1, by_size)
+    assert 100 <= more <= fewer <= 200
+
+
 def test_a_layout_the_others_disagree_with_is_not_kept(separated_blobs, monkeypatch, tmp_path):
     X, y = separated_blobs
     real_fit = embed.fit
@@ -242,6 +259,11 @@ def test_a_layout_the_others_disagree_with_is_not_kept(separated_blobs, monkeypa
 
 def test_one_layout_records_no_agreement(fitted):
     assert fitted["n2d"].layout_agreement_ is None and fitted["default"].layout_agreement_["layouts"] == 5
+
+
+def test_the_default_lays_a_small_set_out_for_longer_than_n2d(fitted):
+    assert fitted["default"].embedding_.n_epochs == 200  # by_size, on 600 samples
+    assert fitted["n2d"].embedding_.n_epochs is None  # umap-learn's own, as in N2D
 
 
 def test_mixture_round_trips_through_arrays(separated_blobs):
