@@ -10,9 +10,14 @@ mixture, exactly as `EncodingClusterer` does with `umap_layouts`. Each row: one 
 mean agreement (ARI) with the other layouts' clusters, its silhouette, and which each criterion
 keeps. Neither reads labels; ACC is only the score.
 
-    python benchmarks/umap_layouts.py                    # writes results/umap_layouts.{json,md}
+    python benchmarks/umap_layouts.py                    # the default's own layouts: results/umap_layouts.*
     python benchmarks/umap_layouts.py --datasets digits --seeds 0 --layouts 3
-    python benchmarks/umap_layouts.py --umap-epochs 200   # longer layouts: results/umap_layouts_200ep.*
+    python benchmarks/umap_layouts.py --umap-epochs 100   # the default's layouts before by_size: *_100ep.*
+    python benchmarks/umap_layouts.py --space input       # the scaled input laid out instead: *_input.*
+
+With ``--space input`` no network is trained: the scaled input (what the `umap` preset lays out) takes
+the codes' place, laid out and clustered with the default's UMAP and mixture settings, so the two
+files show whether the agreement of layouts tells, without labels, which space clusters better.
 """
 
 import argparse
@@ -29,9 +34,9 @@ from machine import describe
 RESULTS = Path(__file__).parent / "results"
 
 
-def layouts_of(dataset, seed, count, umap_epochs=None):
-    """ACC, agreement, silhouette and seconds of `count` layouts of one first-stage fit's codes, and
-    the layouts' labels."""
+def layouts_of(dataset, seed, count, umap_epochs=None, space="codes"):
+    """ACC, agreement, silhouette and seconds of `count` layouts of one first-stage fit's codes (or of
+    the scaled input), and the layouts' labels."""
     from sklearn.metrics import silhouette_score
 
     from encluster import EncodingClusterer, score
@@ -40,8 +45,11 @@ def layouts_of(dataset, seed, count, umap_epochs=None):
     from encluster.stages import cluster, embed
 
     X, y, shape = image_sets.load(dataset)
-    est = EncodingClusterer(10, random_state=seed, selflabel="off", umap_layouts=1).fit(X, image_shape=shape)
-    values = est._resolved()
+    if space == "codes":
+        est = EncodingClusterer(10, random_state=seed, selflabel="off", umap_layouts=1).fit(X, image_shape=shape)
+    else:  # the umap preset's codes are its scaled input; its own single-pass layout is not used
+        est = EncodingClusterer(10, preset="umap", random_state=seed, umap_epochs=1).fit(X, image_shape=shape)
+    values = EncodingClusterer(10, random_state=seed)._resolved()  # the default's UMAP and mixture settings
     if umap_epochs is not None:
         values["umap_epochs"] = umap_epochs
     embedding, clustering = take(embed.EmbedSettings, values), take(cluster.ClusterSettings, values)
@@ -54,7 +62,8 @@ def layouts_of(dataset, seed, count, umap_epochs=None):
     kept, agreement = cluster.most_agreeing(labelings)
     silhouettes = [float(silhouette_score(est.codes_, labels, sample_size=min(5_000, len(X)), random_state=0))
                    for labels in labelings]
-    rows = [{"dataset": dataset, "n_samples": len(X), "seed": seed, "layout": i, "acc": score(y, labels)["acc"],
+    rows = [{"dataset": dataset, "n_samples": len(X), "seed": seed, "space": space, "layout": i,
+             "acc": score(y, labels)["acc"],
              "agreement": agreement[i], "silhouette": silhouettes[i], "kept": i == kept,
              "kept_by_silhouette": i == int(np.argmax(silhouettes)), "seconds": round(seconds[i], 1)}
             for i, labels in enumerate(labelings)]
@@ -87,12 +96,13 @@ def seed_agreement(rows, labelings):
             for dataset, criteria in result.items()}
 
 
-def markdown(rows, agreement_across_seeds, machine, command):
-    lines = [f"# UMAP layouts of the same codes ({machine})", "",
-             f"`{command}`: the default's first stages (selflabel off), then UMAP from "
-             "seeds seed..seed+4 on the same codes, each clustered. Agreement: a layout's clusters' mean ARI with "
-             "the other layouts' (what `umap_layouts` keeps the highest of); silhouette: of its clusters in code "
-             "space (5,000 samples). Neither reads labels; ACC only scores.", "",
+def markdown(rows, agreement_across_seeds, machine, command, space):
+    what = ("the default's first stages (selflabel off), then UMAP from seeds seed..seed+4 on the same codes"
+            if space == "codes" else "no network: UMAP from seeds seed..seed+4 on the scaled input")
+    lines = [f"# UMAP layouts of the same {space} ({machine})", "",
+             f"`{command}`: {what}, each clustered. Agreement: a layout's clusters' mean ARI with "
+             "the other layouts' (what `umap_layouts` keeps the highest of); silhouette: of its clusters in the "
+             "space laid out (5,000 samples). Neither reads labels; ACC only scores.", "",
              "| data | samples | seed | ACC of each layout | agreement of each | silhouette of each | ACC kept by "
              "agreement | by silhouette | first layout's | s per layout |", "|---" * 10 + "|"]
     groups = by_fit(rows)
@@ -119,21 +129,27 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--layouts", type=int, default=5)
     parser.add_argument("--umap-epochs", type=int, help="layout epochs (default: the default preset's)")
+    parser.add_argument("--space", choices=("codes", "input"), default="codes",
+                        help="lay out the default's codes, or the scaled input with no network")
     args = parser.parse_args()
     rows, labelings = [], {}
     for dataset in args.datasets:
         for seed in args.seeds:
-            found, labelings[dataset, seed] = layouts_of(dataset, seed, args.layouts, args.umap_epochs)
+            found, labelings[dataset, seed] = layouts_of(dataset, seed, args.layouts, args.umap_epochs, args.space)
             rows += found
             print(json.dumps(found), flush=True)
     machine, across = describe(), seed_agreement(rows, labelings)
-    name = "umap_layouts" + (f"_{args.umap_epochs}ep" if args.umap_epochs else "")
-    command = "python benchmarks/umap_layouts.py" + (f" --umap-epochs {args.umap_epochs}" if args.umap_epochs else "")
+    flags = (f" --umap-epochs {args.umap_epochs}" if args.umap_epochs else "") + \
+        (" --space input" if args.space == "input" else "")
+    name = "umap_layouts" + (f"_{args.umap_epochs}ep" if args.umap_epochs else "") + \
+        ("_input" if args.space == "input" else "")
+    command = "python benchmarks/umap_layouts.py" + flags
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine, "runs": rows, "seed_agreement": across,
-                                                      "umap_epochs": args.umap_epochs}, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(rows, across, machine, command))
-    print(markdown(rows, across, machine, command))
+                                                      "umap_epochs": args.umap_epochs, "space": args.space},
+                                                     indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(rows, across, machine, command, args.space))
+    print(markdown(rows, across, machine, command, args.space))
 
 
 if __name__ == "__main__":
