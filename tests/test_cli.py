@@ -78,6 +78,18 @@ def test_a_run_records_what_its_labels_depend_on(run_dir):
         assert env["precision"] == "float32"
 
 
+def test_the_cpu_is_named_with_its_generation_where_linux_gives_it():
+    from encluster.provenance import describe_cpu
+
+    block = "processor\t: {}\nvendor_id\t: AuthenticAMD\ncpu family\t: {}\nmodel\t\t: {}\nmodel name\t: AMD EPYC\n" \
+            "stepping\t: 1\n"
+    two_processors = block.format(0, 26, 2) + "\n" + block.format(1, 25, 17)
+    assert describe_cpu(two_processors) == "AMD EPYC (family 26, model 2, stepping 1)"
+    assert describe_cpu(block.format(0, 25, 17)) != describe_cpu(block.format(0, 26, 2))
+    assert describe_cpu("model name\t: Some CPU\n") == "Some CPU"
+    assert describe_cpu("processor\t: 0\nBogoMIPS\t: 50.00\n") is None  # e.g. some ARM kernels
+
+
 def test_config_from_another_environment_warns_in_one_line(run_dir, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     config["environment"]["libraries"]["torch"] = "1.0.0"

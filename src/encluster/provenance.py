@@ -14,14 +14,30 @@ LIBRARIES = ("torch", "numpy", "scikit-learn", "umap-learn", "numba", "scipy")
 
 
 def cpu_name():
-    """The processor's model name (Linux's /proc/cpuinfo), else what the platform reports."""
+    """The processor's model name with its family, model and stepping (Linux's /proc/cpuinfo), else
+    what the platform reports."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        described = describe_cpu(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        described = None
+    return described or platform.processor() or platform.machine()
+
+
+def describe_cpu(cpuinfo):
+    """The first processor's name in /proc/cpuinfo's text, with its family, model and stepping: a
+    virtual machine may report only "AMD EPYC" for processors of different generations, whose
+    matrix-product kernels round differently. None where the text names no model."""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first processor's block
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    if "model name" not in fields:
+        return None
+    generation = [f"{label} {fields[key]}" for key, label in (("cpu family", "family"), ("model", "model"),
+                                                              ("stepping", "stepping")) if key in fields]
+    return fields["model name"] + (f" ({', '.join(generation)})" if generation else "")
 
 
 def environment(precision):
