@@ -5,6 +5,17 @@ shows. Each is ``(X, y, image_shape)``, X raw (uint8 or floats in [0, 1])."""
 import numpy as np
 
 NAMES = ("mnist", "mnist-test", "mnist-16x16", "fashion-mnist", "fashion-10k", "digits")
+SMALL = ("mnist-test", "mnist-16x16", "fashion-10k", "digits")
+
+
+def study_parser(description):
+    """A command line for a study of the small sets: --datasets (default all four) and --seeds (0 1 2)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(SMALL), choices=NAMES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    return parser
 
 
 def load(name):

@@ -13,7 +13,6 @@ only scores.
     python benchmarks/selflabel_rounds.py --datasets digits --rounds 3
 """
 
-import argparse
 import json
 import statistics
 import time
@@ -97,10 +96,7 @@ def markdown(rows, across, machine):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["mnist-test", "mnist-16x16", "digits"],
-                        choices=image_sets.NAMES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser = image_sets.study_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rows, labelings = [], {}

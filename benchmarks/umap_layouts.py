@@ -20,7 +20,6 @@ the codes' place, laid out and clustered with the default's UMAP and mixture set
 files show whether the agreement of layouts tells, without labels, which space clusters better.
 """
 
-import argparse
 import json
 import statistics
 import time
@@ -123,10 +122,7 @@ def markdown(rows, agreement_across_seeds, machine, command, space):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["mnist-test", "mnist-16x16", "fashion-10k", "digits"],
-                        choices=image_sets.NAMES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser = image_sets.study_parser(__doc__)
     parser.add_argument("--layouts", type=int, default=5)
     parser.add_argument("--umap-epochs", type=int, help="layout epochs (default: the default preset's)")
     parser.add_argument("--space", choices=("codes", "input"), default="codes",
