@@ -10,7 +10,7 @@ members' count and how well the seeds' labels agree after each round (mean ARI b
 only scores.
 
     python benchmarks/selflabel_rounds.py                       # writes results/selflabel_rounds.{json,md}
-    python benchmarks/selflabel_rounds.py --datasets digits --rounds 3
+    python benchmarks/selflabel_rounds.py --datasets digits --rounds 5
 """
 
 import json
@@ -38,7 +38,7 @@ def rounds_of(dataset, seed, rounds):
     est = EncodingClusterer(10, random_state=seed).fit(X, image_shape=shape)
     first = {"dataset": dataset, "n_samples": len(X), "seed": seed, "round": 1,
              "sure_members": est.selflabel_["sure_members"], "moved": est.selflabel_["moved"],
-             "seconds": est.timings_["selflabel"], "acc": score(y, est.labels_)["acc"],
+             "seconds": round(est.timings_["selflabel"], 1), "acc": score(y, est.labels_)["acc"],
              "acc_before": score(y, est.clustered_labels_)["acc"], "fit_seconds": round(time.perf_counter() - clock, 1)}
     rows, labelings = [first], [est.labels_.copy()]
     data = ScaledRows(est._check_width(X), est.scaler_)
