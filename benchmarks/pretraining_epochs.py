@@ -48,12 +48,14 @@ def cluster(codes, y, settings, seed):
     """Cluster codes as `EncodingClusterer` does for n2d-style presets; return the scores."""
     from encluster import score
     from encluster.stages.cluster import gaussian_mixture
-    from encluster.stages.embed import UmapEmbedding
+    from encluster.params import take
+    from encluster.stages import embed
 
     started = time.perf_counter()
     k = int(y.max()) + 1
-    embedded = UmapEmbedding(k, n_neighbors=settings["n_neighbors"], n_epochs=None if settings["umap_epochs"] == "auto" else settings["umap_epochs"],
-                             random_state=seed).fit_transform(codes)
+    passes = embed.epochs_for(len(codes), take(embed.EmbedSettings, settings))
+    embedded = embed.UmapEmbedding(k, n_neighbors=settings["n_neighbors"], n_epochs=passes,
+                                   random_state=seed).fit_transform(codes)
     labels, _ = gaussian_mixture(embedded, k, n_init=settings["n_init"], random_state=seed)
     return {**{m: round(float(v), 4) for m, v in score(y, labels).items()},
             "cluster_s": round(time.perf_counter() - started, 1)}
