@@ -23,21 +23,21 @@ from machine import describe
 RESULTS = Path(__file__).parent / "results"
 
 
-def matched(reference, other, k):
-    """`other`'s labels renamed to the clusters of `reference` they overlap most."""
-    from scipy.optimize import linear_sum_assignment
-    from sklearn.metrics import confusion_matrix
+def matched(reference, other):
+    """`other`'s labels renamed to the clusters of `reference` they overlap most (one to one)."""
+    import numpy as np
 
-    rows, cols = linear_sum_assignment(-confusion_matrix(reference, other, labels=range(k)))
-    names = dict(zip(cols, rows))
-    return [names[label] for label in other]
+    from encluster.metrics import hungarian_matching
+
+    names = hungarian_matching(reference, other)
+    return np.array([names.get(int(label), -1) for label in other])
 
 
 def purity(y, clusters, rows):
     """Share of `rows` whose cluster's best-matching class (over all samples) is their class."""
     import numpy as np
 
-    return float(np.mean(np.asarray(matched(y, clusters, 10))[rows] == y[rows])) if len(rows) else 1.0
+    return float(np.mean(matched(y, clusters)[rows] == y[rows])) if len(rows) else 1.0
 
 
 def consensus_of(dataset, seed):
@@ -55,7 +55,7 @@ def consensus_of(dataset, seed):
         cluster.most_agreeing = most_agreeing
     layouts, kept = seen[-1], (est.layout_agreement_ or {"kept": 0})["kept"]
     reference = layouts[kept]
-    votes = np.stack([matched(reference, labels, est.n_clusters_) for labels in layouts])
+    votes = np.stack([matched(reference, labels) for labels in layouts])
     consensus = (votes == reference).all(axis=0)
     sure = est._sure_members(10)
     dropped = sure[~consensus[sure]]
