@@ -121,6 +121,7 @@ def test_image_report(browser, image_run):
     relabelled = metrics["selflabel"]
     section = page.inner_text("section:has(h2:text('Self-labelling'))")
     assert f"It moved {relabelled['moved']:,} samples" in section and "CNN for 100 steps" in section
+    assert f"label smoothing {relabelled['smoothing']:g}," in section
     assert f"ACC {relabelled['before']['acc']:.4f} before it" in section
     if relabelled["moves"]:
         first, second, count = relabelled["moves"][0]

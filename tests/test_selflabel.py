@@ -40,7 +40,7 @@ def test_images_are_relabelled_by_a_cnn_that_moved_what_it_says(fitted, digit_im
     est = fitted
     assert est.image_shape_ == (8, 8) and est.classifier_.spec.kind == "cnn"
     summary = est.selflabel_
-    assert summary["classifier"] == "cnn" and summary["steps"] == 150
+    assert summary["classifier"] == "cnn" and summary["steps"] == 150 and summary["smoothing"] == 0.1
     assert summary["augmentation"] == {"shift": 0.09, "rotation": 10.0, "scale": 0.1}
     assert summary["moved"] == int((est.labels_ != est.clustered_labels_).sum())
     flows = sum(count for _, _, count in summary["moves"])
@@ -95,6 +95,23 @@ def test_a_clustering_it_cannot_improve_is_left_as_it_is(blobs):
     assert est.classifier_.spec.kind == "mlp" and est.selflabel_["augmentation"] == {"feature_noise": 0.1}
     assert score(y, est.clustered_labels_)["acc"] == 1.0
     assert est.selflabel_["moved"] == 0 and score(y, est.labels_)["acc"] == 1.0
+
+
+def test_label_smoothing_caps_the_classifiers_confidence_where_the_loss_is_lowest(blobs):
+    """Cross-entropy with smoothing s is lowest where the taught cluster gets 1 - s + s/k: a classifier
+    trained on three separable blobs settles there with s = 0.2, and well above it with no smoothing."""
+    X, y = blobs
+    scaled = ((X - X.mean(axis=0)) / X.std(axis=0)).astype(np.float32)
+
+    def median_confidence(smoothing):
+        config = SelfLabelConfig(steps=400, width=16, smoothing=smoothing, noise=0.0)
+        classifier, _ = selflabel.fit(scaled, np.arange(len(X)), y, 3, config, seed=0, device="cpu", group=current())
+        with torch.no_grad():
+            return float(classifier(torch.as_tensor(scaled)).softmax(dim=1).max(dim=1).values.median())
+
+    target = 1 - 0.2 + 0.2 / 3
+    assert abs(median_confidence(0.2) - target) < 0.01
+    assert median_confidence(0.0) > target + 0.1
 
 
 def test_auto_selflabels_images_only_and_off_leaves_labels_alone(digit_images):

@@ -243,7 +243,8 @@ def _selflabel_section(summary):
     scored = (f" ACC {before['acc']:.4f} before it (the clustering's own labels)." if before else "")
     lines = [f"<p>{summary['sure_members']:,} sure members ({100 * summary['sure_share']:.1f} % of the samples: every "
              "nearest neighbour in code space in their cluster) taught a "
-             f"{summary['classifier'].upper()} for {summary['steps']:,} steps, augmentation: {html.escape(augmentation)}. "
+             f"{summary['classifier'].upper()} for {summary['steps']:,} steps, label smoothing "
+             f"{summary.get('smoothing', 0):g}, augmentation: {html.escape(augmentation)}. "
              f"It moved <b>{summary['moved']:,}</b> samples to another cluster.{scored}</p>"]
     if summary["moves"]:
         rows = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{count:,}</td></tr>" for a, b, count in summary["moves"][:10])

@@ -45,6 +45,8 @@ SETTINGS = (
             "whatever the number of samples", 6000),
     Setting("selflabel_width", Interval(int, 1), "selflabel: channels of the CNN's first convolution (twice as many "
             "in the second); units of the MLP's layers for rows: the autoencoder's first width", 16),
+    Setting("selflabel_smoothing", Interval(float, 0, 1, closed="left"), "selflabel: label smoothing of the "
+            "classifier's targets, since some sure members' clusters are wrong; 0 turns it off", 0.1),
     Setting("augment_shift", Interval(float, 0, 0.5, closed="left"), "selflabel, images: random shifts up to this "
             "fraction of the side (0.09: 2.5 pixels of 28); 0 turns them off", 0.09),
     Setting("augment_rotation", Interval(float, 0, 180), "selflabel, images: random rotations up to this many "
@@ -82,6 +84,10 @@ class SelfLabelConfig:
         Images: largest random shift (fraction of the side), rotation (degrees), zoom (fraction).
     noise : float
         Rows: standard deviations of Gaussian noise added to each feature.
+    smoothing : float
+        Label smoothing of the targets (Szegedy et al. 2016): each sure member is taught its cluster
+        with probability ``1 - smoothing``, the rest spread evenly; it keeps the classifier from
+        learning the few wrong sure members by heart (Lukasik et al. 2020).
     precision : {"float32", "bfloat16"}
         What training computes in (as the autoencoder's).
     """
@@ -89,6 +95,7 @@ class SelfLabelConfig:
     neighbors: int = 10
     steps: int = 6000
     width: int = 16
+    smoothing: float = 0.1
     image_shape: tuple | None = None
     shift: float = 0.09
     rotation: float = 10.0
@@ -110,6 +117,7 @@ def config(settings, image_shape, n_features, precision):
         return None
     width = settings.selflabel_width if image_shape is not None else hidden_widths("auto", n_features)[0]
     return SelfLabelConfig(neighbors=settings.selflabel_neighbors, steps=settings.selflabel_steps, width=width,
+                           smoothing=settings.selflabel_smoothing,
                            image_shape=None if image_shape is None else tuple(image_shape),
                            shift=settings.augment_shift, rotation=settings.augment_rotation,
                            scale=settings.augment_scale, noise=settings.feature_noise, precision=precision)
@@ -236,7 +244,8 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
                     param_group["lr"] = learning_rate_at(state["step"], config.steps, schedule)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
                     logits = network(inputs)
-                loss = nn.functional.cross_entropy(logits.float(), targets[rows.to(device)])
+                loss = nn.functional.cross_entropy(logits.float(), targets[rows.to(device)],
+                                                   label_smoothing=config.smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -328,6 +337,6 @@ def from_arrays(tensors, described, n_features, n_clusters, where):
 def summary(config, members, n_rows, history, moved, pairs):
     """What the stage did, for model.json, metrics.json and the report."""
     return {"classifier": "cnn" if config.image_shape is not None else "mlp", "steps": config.steps,
-            "augmentation": config.augmentation(), "sure_members": int(len(members)),
+            "smoothing": config.smoothing, "augmentation": config.augmentation(), "sure_members": int(len(members)),
             "sure_share": round(len(members) / max(n_rows, 1), 4), "moved": moved, "moves": pairs[:20],
             "loss": [round(float(h), 5) for h in history]}
