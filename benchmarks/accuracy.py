@@ -39,6 +39,7 @@ Nothing here looks at labels except the scoring at the end.
 
 import argparse
 import json
+import re
 import resource
 import statistics
 import subprocess
@@ -171,8 +172,9 @@ def markdown(summary):
 
 
 def cpu(machine):
-    """The CPU's name alone, for a table column: machines in one log differ in little else."""
-    return machine.split(",")[0]
+    """The CPU's name alone (with its family, model and stepping where recorded), for a table column:
+    machines in one log differ in little else."""
+    return re.match(r"(?:\([^)]*\)|[^,(])*", machine).group(0).strip()
 
 
 def main():
