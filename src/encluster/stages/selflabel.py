@@ -14,8 +14,9 @@ Images without Labels", ECCV), whose last step trains on confident members with 
 augmentation; DEC-DA (Guo et al. 2018) and DynAE (Mrabah et al. 2020) augment an autoencoder
 instead. The classifier is sized from the data: a small CNN for images of any size and colour, an
 MLP with feature noise for other rows. Its budget is a number of optimizer steps, whatever the
-number of samples. It cannot undo a merged cluster, and where the surest members are wrong it
-learns their mistakes; it does not make a good clustering worse (docs/benchmarks.md).
+number of samples. Label smoothing keeps it from learning the few wrong sure members by heart. It
+cannot undo a merged cluster, and where many of the surest members are wrong it learns their
+mistakes; it does not make a good clustering worse (docs/benchmarks.md).
 """
 
 import logging
@@ -85,9 +86,9 @@ class SelfLabelConfig:
     noise : float
         Rows: standard deviations of Gaussian noise added to each feature.
     smoothing : float
-        Label smoothing of the targets (Szegedy et al. 2016): each sure member is taught its cluster
-        with probability ``1 - smoothing``, the rest spread evenly; it keeps the classifier from
-        learning the few wrong sure members by heart (Lukasik et al. 2020).
+        Label smoothing of the targets (Szegedy et al. 2016): each sure member's target is
+        ``1 - smoothing`` on its cluster plus `smoothing` spread evenly over all clusters; it keeps
+        the classifier from learning the few wrong sure members by heart (Lukasik et al. 2020).
     precision : {"float32", "bfloat16"}
         What training computes in (as the autoencoder's).
     """
