@@ -114,6 +114,15 @@ def test_label_smoothing_caps_the_classifiers_confidence_where_the_loss_is_lowes
     assert median_confidence(0.0) > target + 0.1
 
 
+def test_progress_counts_the_classifiers_optimizer_steps_not_epochs(blobs, caplog):
+    X, y = blobs
+    config = SelfLabelConfig(steps=200, width=8)
+    with caplog.at_level("INFO", logger="encluster"):
+        selflabel.fit(X, np.arange(len(X)), y, 3, config, seed=0, device="cpu", verbose=1, group=current())
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("self-labelling:")]
+    assert [line.split()[1:3] for line in lines] == [["step", "100/200"], ["step", "200/200"]]
+
+
 def test_auto_selflabels_images_only_and_off_leaves_labels_alone(digit_images):
     X, _, _ = digit_images
     settings_ = {**QUICK, "selflabel": "auto", "selflabel_steps": 10}

@@ -12,20 +12,20 @@ log = logging.getLogger("encluster")
 
 
 class _LogProgress:
-    def __init__(self, description):
-        self.description = description
+    def __init__(self, description, unit):
+        self.description, self.unit = description, unit
 
     def advance(self, steps=1, **fields):
         pass
 
     def epoch_done(self, epoch, epochs, **fields):
         details = " ".join(f"{k}={v:.4f}" for k, v in fields.items())
-        log.info("%s: epoch %d/%d %s", self.description, epoch, epochs, details)
+        log.info("%s: %s %d/%d %s", self.description, self.unit, epoch, epochs, details)
 
 
 class _BarProgress(_LogProgress):
-    def __init__(self, bar, task, description):
-        super().__init__(description)
+    def __init__(self, bar, task, description, unit):
+        super().__init__(description, unit)
         self.bar, self.task = bar, task
 
     def advance(self, steps=1, **fields):
@@ -36,16 +36,17 @@ class _BarProgress(_LogProgress):
 
 
 @contextmanager
-def progress(description, total, verbose):
-    """Yield a reporter with `advance(steps, loss=...)` and `epoch_done(epoch, epochs, loss=...)`."""
+def progress(description, total, verbose, unit="epoch"):
+    """Yield a reporter with `advance(steps, loss=...)` and `epoch_done(epoch, epochs, loss=...)`;
+    `unit` names what `epoch_done` counts (a training measured in optimizer steps reports "step")."""
     if not verbose or not sys.stderr.isatty():
-        yield _LogProgress(description)
+        yield _LogProgress(description, unit)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("epoch {task.fields[epoch]}"), TextColumn("loss {task.fields[loss]:.4f}"),
+               TextColumn(unit + " {task.fields[epoch]}"), TextColumn("loss {task.fields[loss]:.4f}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total, epoch="-", loss=float("nan"))
-        yield _BarProgress(bar, task, description)
+        yield _BarProgress(bar, task, description, unit)

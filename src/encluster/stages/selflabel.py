@@ -228,7 +228,7 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
     rows_of, running = BatchReader(data, device), LossSum(device)
     members_at, targets = rows_of.place(torch.as_tensor(members)), targets.to(device)
     try:
-        with progress("self-labelling", config.steps, verbose if group.is_main else 0) as bar:
+        with progress("self-labelling", config.steps, verbose if group.is_main else 0, unit="step") as bar:
             bar.advance(state["step"])
             padded, order = group.padded(len(members)), None  # order: state["order"] where batches are indexed
             while state["step"] < config.steps:
