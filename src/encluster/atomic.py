@@ -24,9 +24,11 @@ def atomic_write(path, write, *, suffix=""):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + suffix, dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would surprise whoever shares the run
         os.close(fd)
         write(Path(tmp))
+        # mkstemp's 0600 (or that of a writer that recreates the file, as safetensors does) would
+        # surprise whoever shares the run: the file gets the mode any other new file gets.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -71,9 +71,12 @@ def _scatter_figure(codes, centers, y, labels, class_names, shown, space=None):
     """Traces per true class and per cluster (one group visible at a time) plus centroids.
     `space` is (points, centres) of the space the clusters were found in, when that is not the codes."""
     if space is not None:
-        points, cents = np.asarray(space[0], dtype=np.float64), np.asarray(space[1], dtype=np.float64)
-        points, cents = points[:, :3], cents[:, :3]
-        space = f"UMAP embedding (dimensions 1-3 of {np.asarray(space[0]).shape[1]}), where the clusters were found"
+        width = np.asarray(space[0]).shape[1]
+        # The first three dimensions, as they are (PCA would mix the axes UMAP laid out); fewer are padded.
+        points, cents, _ = project_to_3d(np.asarray(space[0], dtype=np.float64)[:, :3],
+                                         np.asarray(space[1], dtype=np.float64)[:, :3])
+        shown_dims = "dimensions 1-3" if width > 3 else f"all {width} dimension{'s' if width > 1 else ''}"
+        space = f"UMAP embedding ({shown_dims} of {width}), where the clusters were found"
         axis = "UMAP"
     else:
         points, cents, space = project_to_3d(codes, centers)

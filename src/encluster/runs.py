@@ -182,9 +182,10 @@ def _execute(config, staged, run_dir, *, resume, verbose):
             metrics, dataset, est, profiles = _run(config, staged.path, checkpoint, verbose)
         metrics["total_seconds"] = round(time.perf_counter() - started, 2)
         metrics["peak_memory_mb"] = round(peak_memory_mb(), 1)
-        atomic_write_json(staged.path / "metrics.json", metrics)
         if config.report:
-            _write_run_report(staged.path, config, metrics, dataset, est, profiles)
+            _guarded("report.html", metrics, staged.target,
+                     lambda: _write_run_report(staged.path, config, metrics, dataset, est, profiles))
+        atomic_write_json(staged.path / "metrics.json", metrics)
         checkpoint.remove()
         staged.commit()
     except (TrainingInterrupted, KeyboardInterrupt):
@@ -249,15 +250,29 @@ def _run(config, out, checkpoint, verbose):
         if profiles is not None:
             atomic_write_bytes(out / "profiles.csv", profiles_csv(profiles).encode("utf-8"))
             metrics["profiles"] = [{k: c[k] for k in ("cluster", "size", "top")} for c in profiles["clusters"]]
+        # The model, the assignments and the scores are on disk before any figure is drawn.
+        atomic_write_json(out / "metrics.json", metrics)
     if config.plots:
         with measure("plot"):
-            plots.plot_run(est, dataset, metrics, out)
+            _guarded("the figures", metrics, out, lambda: plots.plot_run(est, dataset, metrics, out))
 
     metrics["train_seconds"] = round(timings["train"], 2)
     metrics["timings"] = {k: round(v, 2) for k, v in timings.items()}
     metrics["peak_memory_by_stage_mb"] = peaks
     metrics["history"] = est.history_
     return metrics, dataset, est, profiles
+
+
+def _guarded(what, metrics, run_dir, draw):
+    """Draw the figures or the report; where that fails, say so in one line and in metrics.json,
+    and go on: a figure must never cost the model and scores already computed."""
+    try:
+        draw()
+    except Exception as exc:  # any failure of matplotlib, plotly or our drawing code, not Ctrl-C
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        log.warning("warning: %s could not be drawn (%s); the model and scores are saved; retry the report with "
+                    "'encluster report %s'", what, reason, run_dir)
+        metrics.setdefault("drawing_failed", {})[what] = reason
 
 
 def table_profiles(dataset, est, seed):
