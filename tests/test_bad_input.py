@@ -97,6 +97,61 @@ def _consistent_edit(key_path, value):
     return edit
 
 
+def _consistent_tensor_edit(name, change):
+    """Change one array of model.safetensors with `change` and re-sign both files to match: only a check
+    of the numbers themselves can catch it."""
+    def edit(folder):
+        import hashlib
+
+        from safetensors import safe_open
+        from safetensors.torch import load_file, save_file
+
+        weights = folder / "model.safetensors"
+        with safe_open(weights, framework="pt") as handle:
+            metadata = handle.metadata()
+        tensors = load_file(weights)
+        tensors[name] = change(tensors[name].clone())
+        save_file(tensors, weights, metadata=metadata)
+        meta = json.loads((folder / "model.json").read_text())
+        meta["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        (folder / "model.json").write_text(json.dumps(meta))
+    return edit
+
+
+def _nan_at_first(tensor):
+    tensor.view(-1)[0] = float("nan")
+    return tensor
+
+
+def _umap_model(folder):
+    """A small model of method umap (a mixture on a UMAP embedding; no network), as `save` writes it."""
+    X = load_dataset("digits", max_samples=100, scale=False).X
+    EncodingClusterer(3, preset="umap", umap_layouts=1, n_init=1, random_state=0).fit(X).save(folder)
+    return folder
+
+
+def _named_model(folder):
+    """A model fitted on a table with named columns a, b, c."""
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    EncodingClusterer(2, preset="original", hidden=(8,), code_size=2, epochs=1, n_init=1, random_state=0).fit(
+        X, feature_names=["a", "b", "c"]).save(folder)
+    return folder
+
+
+def _image_model(folder):
+    """A model fitted on 8x8 images."""
+    X = load_dataset("digits", max_samples=100, scale=False).X
+    EncodingClusterer(2, preset="original", hidden=(8,), code_size=2, epochs=1, n_init=1, random_state=0).fit(
+        X, image_shape=(8, 8)).save(folder)
+    return folder
+
+
+def _not_a_run(folder):
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("important")
+    return folder
+
+
 def _flip_a_pixel(path):
     """The same IDX file with one pixel changed: a valid header, a wrong checksum."""
     content = bytearray(gzip.decompress(path.read_bytes()))
@@ -177,6 +232,50 @@ CLI_CASES = {
                            "unknown settings ['out']"),
     "resume-nothing": (lambda t, m: ["run", "--resume", t / "never-ran"], 1, "no interrupted run"),
     "wrong-flag": (lambda t, m: ["run", "--clusterz", "3"], 2, "unrecognized arguments"),
+    "csv-decimal-comma": (lambda t, m: ["run", "--dataset", _write(t / "c.csv", b"a;b\n0,5;1,5\n0,7;2,5\n")], 1,
+                          "is written with a decimal comma"),
+    "csv-duplicate-names": (lambda t, m: ["run", "--dataset", _write(t / "c.csv", b"a,b,a\n1,2,3\n4,5,6\n")], 1,
+                            "column names ['a'] stand more than once"),
+    "csv-missing-label": (lambda t, m: ["run", "--dataset", _write(t / "c.csv", b"a,b,kind\n1,2,x\n3,4,\n5,6,y\n"),
+                                        "--label-column", "kind"], 1, "line 3: the label is missing"),
+    "nan-labels": (lambda t, m: ["run", "--dataset", _npz(t / "a.npz", X=np.eye(4), y=np.array([0, 1, np.nan, 1]))],
+                   1, "1 of 4 labels are NaN"),
+    "clusters-per-sample": (lambda t, m: ["run", "--dataset", _npy(t / "r.npy", np.eye(20)), "--clusters", "15"], 1,
+                            "too few to find groups in; use at most 10 clusters"),
+    "training-diverged": (lambda t, m: ["run", "--dataset", "digits", "--max-samples", "200", "--epochs", "1",
+                                        "--learning-rate", "1e30", "--no-plots", "-q", "--out", t / "r"], 1,
+                          "the training diverged"),
+    "network-too-large": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--hidden", "100000000", "--out",
+                                        t / "r"], 1, "lower hidden (--hidden)"),
+    "force-not-a-run": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--out", _not_a_run(t / "thesis"),
+                                      "--force"], 1, "is not an encluster run (it holds thesis.txt)"),
+    "force-a-file": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--out", _write(t / "notes", b"x"),
+                                   "--force"], 1, "is a file, not an encluster run"),
+    "out-names-no-folder": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--out", ".", "--force"], 1,
+                            "names no folder of its own"),
+    "resume-plain-folder": (lambda t, m: ["run", "--resume", _not_a_run(t / "plain")], 1, "is not an encluster run"),
+    "predict-renamed-columns": (lambda t, m: ["predict", "--model", _named_model(t / "named"),
+                                              _write(t / "x.csv", b"a,b,d\n1,2,3\n"), "--out", t / "o.csv"], 1,
+                                "missing ['c']; unexpected ['d']"),
+    "predict-image-shape": (lambda t, m: ["predict", "--model", _image_model(t / "images"),
+                                          _npy(t / "x.npy", np.zeros((2, 16, 4))), "--out", t / "o.npy"], 1,
+                            "holds images of shape (16, 4), but the model was fitted on images of shape (8, 8)"),
+    "model-nan-mixture": (lambda t, m: ["predict", "--model", _edit_model(
+                              _umap_model(t / "umap"), t, _consistent_tensor_edit("mixture.weights", _nan_at_first)),
+                              _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
+                          "mixture.weights holds NaN or infinite values"),
+    "model-nan-fit-data": (lambda t, m: ["predict", "--model", _edit_model(
+                               _umap_model(t / "umap"), t, _consistent_tensor_edit("umap.fit_data", _nan_at_first)),
+                               _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
+                           "umap.fit_data holds NaN or infinite values"),
+    "model-forged-device": (lambda t, m: ["predict", "--model", _edit_model(
+                                m, t, _consistent_edit(["params", "device"], "../../etc/passwd")),
+                                _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
+                            "missing or invalid entry"),
+    "model-negative-neighbours": (lambda t, m: ["predict", "--model", _edit_model(
+                                      _umap_model(t / "umap"), t, _consistent_edit(["umap", "n_neighbors"], -5)),
+                                      _npy(t / "x.npy", np.zeros((2, 64))), "--out", t / "o.npy"], 1,
+                                  "n_neighbors -5 is not positive"),
     "no-gpu": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "cuda", "--out", t / "r"], 1,
                "no CUDA GPU is available"),
     "unknown-device": (lambda t, m: ["run", *QUICK, "--dataset", "digits", "--device", "tpu", "--out", t / "r"], 2,

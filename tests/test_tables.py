@@ -31,8 +31,8 @@ def fitted(frame):
 def test_a_data_frame_keeps_its_column_names_and_predicts_by_them(fitted, frame):
     assert list(fitted.feature_names_in_) == ["height", "weight", "age", "income"]
     assert np.array_equal(fitted.predict(frame), fitted.labels_)
-    with pytest.raises(DataError, match=r"another order; give the columns of the training data, in its order"):
-        fitted.predict(frame[["weight", "height", "age", "income"]])
+    # Columns in another order are taken by name.
+    assert np.array_equal(fitted.predict(frame[["weight", "income", "age", "height"]]), fitted.labels_)
     with pytest.raises(DataError, match=r"missing \['income'\]; unexpected \['salary'\]"):
         fitted.predict(frame.rename(columns={"income": "salary"}))
     with pytest.warns(UserWarning, match="does not have valid feature names"):
@@ -50,8 +50,9 @@ def test_names_survive_save_and_load(fitted, frame, tmp_path):
     loaded = EncodingClusterer.load(tmp_path / "m")
     assert list(loaded.feature_names_in_) == list(fitted.feature_names_in_)
     assert np.array_equal(loaded.predict(frame), fitted.predict(frame))
-    with pytest.raises(DataError, match="another order"):
-        loaded.predict(frame[frame.columns[::-1]])
+    assert np.array_equal(loaded.predict(frame[frame.columns[::-1]]), fitted.labels_)
+    with pytest.raises(DataError, match=r"missing \['income'\]; give the training data's columns"):
+        loaded.predict(frame.drop(columns="income"))
 
 
 def test_profiles_worked_by_hand():
@@ -70,12 +71,29 @@ def test_profiles_worked_by_hand():
     assert rows[1].startswith("0,2,a,1.5,1,") and len(rows) == 1 + 2 * 2
 
 
+def test_profiles_give_the_median_where_clusters_are_skewed_and_the_difference_of_means():
+    """Skewed clusters, where median and mean differ: 0, 0, 0, 10 (median 0, mean 2.5) and
+    20, 20, 21, 50 (median 20.5, mean 27.75)."""
+    X = np.array([[0.0], [0.0], [0.0], [10.0], [20.0], [20.0], [21.0], [50.0]])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    first, second = cluster_profiles(X, labels, 2, np.array([[1.0], [25.0]]), ["f"])["clusters"]
+    assert first["median"] == [0.0] and second["median"] == [20.5]
+    std = X[:, 0].std()
+    assert first["difference"] == pytest.approx([(2.5 - 27.75) / std])
+    assert second["difference"] == pytest.approx([(27.75 - 2.5) / std])
+
+
 def _encluster(*args):
     return subprocess.run([sys.executable, "-m", "encluster", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
 
 
 def test_a_parquet_table_runs_profiles_and_predicts(frame, tmp_path):
+    # Each group is high in a column of its own (income, age, height) and usual in the others; weight is noise.
+    rng = np.random.default_rng(1)
+    own = np.repeat(np.eye(3) * 10, 40, axis=0) + rng.normal(0, 0.5, (120, 3))
+    frame = pd.DataFrame({"height": own[:, 2], "weight": rng.normal(0, 1, 120), "age": own[:, 1],
+                          "income": own[:, 0]})
     table = frame.assign(kind=["small"] * 40 + ["medium"] * 40 + ["large"] * 40)
     table.to_parquet(tmp_path / "people.parquet")
     run = tmp_path / "run"
@@ -85,13 +103,16 @@ def test_a_parquet_table_runs_profiles_and_predicts(frame, tmp_path):
     assert "what sets each cluster apart" in result.stdout
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n_features"] == 4 and len(metrics["profiles"]) == 3
-    # Each cluster of this table sits at 0, 4 or 8 in every column: one of the top features says which.
-    for cluster in metrics["profiles"]:
-        assert cluster["top"][0]["feature"] in {"height", "weight", "age", "income"}
+    # Each cluster is set apart most by its own column, upwards, and its members' median there is 10.
+    tops = {c["cluster"]: c["top"][0] for c in metrics["profiles"]}
+    assert sorted(t["feature"] for t in tops.values()) == ["age", "height", "income"]
+    assert all(t["direction"] == "higher" for t in tops.values())
     profiles = pd.read_csv(run / "profiles.csv")
     assert set(profiles["feature"]) == {"height", "weight", "age", "income"} and len(profiles) == 12
-    medians = profiles.groupby("cluster")["median"].mean().sort_values().to_numpy()
-    assert np.allclose(medians, [0, 4, 8], atol=0.5)  # the members' medians, in the table's own units
+    for cluster, top in tops.items():
+        medians = profiles[profiles["cluster"] == cluster].set_index("feature")["median"]
+        assert abs(medians[top["feature"]] - 10) < 0.5  # in the table's own units
+        assert all(abs(medians[f]) < 0.5 for f in ("height", "age", "income") if f != top["feature"])
     out = tmp_path / "labels.npy"
     assert _encluster("predict", "--model", run, tmp_path / "people.parquet", "--out", out).returncode == 0
     assert np.array_equal(np.load(out), np.load(run / "assignments.npy"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import EnclusterError, RunDirError
+from .errors import DataError, EnclusterError, RunDirError
 from .memory import bound_heap_growth
 from .params import Interval, argument_type, add_flags
 from .presets import DEFAULT_PRESET, get_preset
@@ -46,24 +46,26 @@ def build_parser():
                          "mixture for default and n2d, k-means for original), decode the centroids, score against "
                          "labels when known, and save everything in a run directory.")
     src = run.add_argument_group("data")
-    src.add_argument("--dataset", default="mnist", metavar="NAME|PATH",
-                     help="mnist (default, bundled), fashion-mnist, digits, or a .npy/.npz/.csv file or image folder")
-    src.add_argument("--split", choices=("all", "train", "test"), default="all",
+    # Defaults None here (the RunConfig's own apply), so a flag given beside --config is told from one left out.
+    src.add_argument("--dataset", metavar="NAME|PATH",
+                     help="mnist (default, bundled), fashion-mnist, digits, or a .npy/.npz/.csv/.parquet file or an "
+                     "image folder")
+    src.add_argument("--split", choices=("all", "train", "test"),
                      help="MNIST/Fashion-MNIST part: all 70k (default), train 60k or test 10k")
     src.add_argument("--data-dir", metavar="DIR", help="folder to look in first for Fashion-MNIST's files")
     src.add_argument("--label-column", metavar="NAME", help="CSV column holding labels (not used for training)")
     src.add_argument("--max-samples", type=argument_type(Interval(int, 1), "max_samples"), metavar="N",
                      help="use a random subset of N samples (chosen with --seed)")
     job = run.add_argument_group("run")
-    job.add_argument("--config", metavar="FILE", help="rerun exactly the run described by a run's config.json "
-                     "(other model and data options are ignored)")
+    job.add_argument("--config", metavar="FILE", help="rerun exactly the run described by a run's config.json; "
+                     "a setting's flag given beside it overrides the file's value")
     job.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was interrupted (Ctrl-C, crash, "
                      "kill) from its last checkpoint; the result equals an uninterrupted run; with --device, "
                      "where to continue (e.g. a GPU run on a machine without one)")
-    job.add_argument("--no-baseline", dest="baseline", action="store_false",
+    job.add_argument("--no-baseline", dest="baseline", action="store_false", default=None,
                      help="skip k-means on the raw pixels (the baseline the encoding is compared with)")
-    job.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG figures")
-    job.add_argument("--no-report", dest="report", action="store_false", help="skip report.html")
+    job.add_argument("--no-plots", dest="plots", action="store_false", default=None, help="skip the PNG figures")
+    job.add_argument("--no-report", dest="report", action="store_false", default=None, help="skip report.html")
     # One group per pipeline stage, one flag per declared setting.
     default_preset = get_preset(DEFAULT_PRESET)
     for title, settings in GROUPS:
@@ -75,10 +77,11 @@ def build_parser():
 
     pred = sub.add_parser("predict", help="assign new samples to the clusters of a saved model",
                           description="Assign each sample of DATA to a cluster of the model saved in a run directory.")
-    pred.add_argument("data", metavar="DATA", help="a .npy, .npz or .csv file or an image folder, as wide as the training data")
+    pred.add_argument("data", metavar="DATA", help="a .npy, .npz, .csv or .parquet file or an image folder, like the training data")
     pred.add_argument("--model", required=True, metavar="RUN_DIR", help="a run directory (or a folder written by save())")
     pred.add_argument("--label-column", metavar="NAME",
-                      help="CSV column to leave out of the samples (default: the run's label column, when DATA has it)")
+                      help="table column to leave out of the samples (default: the run's label column, when DATA has "
+                      "it)")
     pred.add_argument("--out", required=True, metavar="FILE", help="where to write the cluster ids (.npy or .csv)")
     pred.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -137,12 +140,18 @@ def _run_config(args):
 
     from .runs import RunConfig, warn_if_environment_differs
 
-    if args.config:
-        warn_if_environment_differs(args.config)
-        return RunConfig.from_json(args.config)
     # A flag not given is None: the config's own default (the preset's, for a preset's setting) stays.
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{name: value for name, value in given.items() if value is not None})
+    given = {name: value for name, value in given.items() if value is not None}
+    if not args.config:
+        return RunConfig(**given)
+    warn_if_environment_differs(args.config)
+    config = RunConfig.from_json(args.config)
+    changed = {name: value for name, value in given.items() if getattr(config, name) != value}
+    if changed:
+        log.info("rerunning %s with %s", args.config, ", ".join(f"{name}={value!r} (was {getattr(config, name)!r})"
+                                                                 for name, value in changed.items()))
+    return dataclasses.replace(config, **changed)
 
 
 def _cmd_predict(args):
@@ -160,7 +169,8 @@ def _cmd_predict(args):
     model = EncodingClusterer.load(args.model)
     label_column = args.label_column or _training_label_column(Path(args.model), Path(args.data))
     dataset = load_file(args.data, label_column=label_column)
-    labels = model.predict(dataset.X)
+    X, named = _as_fitted(model, dataset)
+    labels = model.predict(X, **named)
     if out.suffix.lower() == ".csv":
         data = ("cluster\n" + "\n".join(map(str, labels.tolist())) + "\n").encode()
     else:
@@ -175,6 +185,23 @@ def _cmd_predict(args):
         raise RunDirError(f"cannot write {out} ({exc.strerror}); choose a writable --out") from None
     print(f"assigned {len(labels):,} samples to {model.cluster_centers_.shape[0]} clusters; written to {out}")
     return 0
+
+
+def _as_fitted(model, dataset):
+    """The samples and keyword arguments that `predict` takes them with: a table by its column names,
+    images in their shape (so that another shape is refused)."""
+    if dataset.image_shape is not None:
+        return dataset.X.reshape(len(dataset.X), *dataset.image_shape), {}
+    fitted = getattr(model, "feature_names_in_", None)
+    names = dataset.feature_names
+    if names is None and fitted is not None:
+        if dataset.X.shape[1] != len(fitted):
+            raise DataError(f"{dataset.name}: {dataset.X.shape[1]} columns and no header, but the model was fitted "
+                            f"on {len(fitted)} named columns; give a table with the training data's columns")
+        print(f"the data has no column names; its columns are taken as the training data's, in order: "
+              f"{', '.join(map(str, fitted[:10]))}{', ...' if len(fitted) > 10 else ''}")
+        names = list(fitted)
+    return dataset.X, {"feature_names": names} if fitted is not None else {}
 
 
 def _training_label_column(run_dir, data):
@@ -258,6 +285,11 @@ def main(argv=None):
         return 130
     except MemoryError:
         print("error: out of memory; try --max-samples or a smaller --batch-size", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # torch's allocator says "can't allocate memory" with a RuntimeError
+        if "allocate" not in str(exc):
+            raise
+        print("error: out of memory; try --max-samples, a smaller --batch-size or a smaller --hidden", file=sys.stderr)
         return 1
     except OSError as exc:  # a full disk, a vanished folder...: the system's own words, on one line
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}; check the path and free space", file=sys.stderr)

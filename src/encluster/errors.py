@@ -41,3 +41,7 @@ class ConfigError(EnclusterError, ValueError):
 
 class RunDirError(EnclusterError, OSError):
     """The output directory exists already or cannot be written."""
+
+
+class TrainingDiverged(ConfigError):
+    """A network's loss or codes became NaN or infinite: a setting (most often the learning rate) is too large."""

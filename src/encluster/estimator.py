@@ -3,6 +3,7 @@
 A thin face over the stages (`encluster.stages`): its parameters are the settings declared
 there, each left at None taking the preset's value."""
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -13,13 +14,13 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .distributed import current
-from .errors import ConfigError, DataError, NotFittedError
+from .errors import ConfigError, DataError, NotFittedError, TrainingDiverged
 from .params import take
 from .presets import get_preset
 from .memory import measured
 from .scaling import ScaledRows, Scaler, row_range, summarise
 from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine, resolve_method, selflabel
-from .validation import check_n_clusters, check_samples
+from .validation import check_members_per_cluster, check_n_clusters, check_samples
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 values[setting.name] = setting.check(value)
         return values
 
-    def fit(self, X, y=None, *, image_shape=None, checkpoint=None):
+    def fit(self, X, y=None, *, image_shape=None, feature_names=None, checkpoint=None):
         """Train the autoencoder on `X`, then cluster the codes.
 
         Parameters
@@ -163,6 +164,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         image_shape : tuple, optional
             ``(height, width)`` or ``(height, width, channels)`` when the rows of a 2-D `X` are
             flattened images (channels last).
+        feature_names : list of str, optional
+            The names of the columns of an array read from a named table (a CSV header, a Parquet
+            schema); a data frame's own names are taken from it. Kept as `feature_names_in_`, so
+            that `predict` takes a table's columns by name.
         checkpoint : encluster.training.Checkpoint, optional
             Keep training state in files so an interrupted fit can resume exactly.
         """
@@ -171,9 +176,11 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         device = _check_device(values["device"])
         encoding, embedding = take(encode.EncodeSettings, values), take(embed.EmbedSettings, values)
         clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
-        names = _column_names(X)
+        names = _names(X, feature_names)
         X, image_shape = _flattened(_numeric_columns(X), image_shape)
         X = check_samples(X, finite=False)
+        if names is not None and len(names) != X.shape[1]:
+            raise DataError(f"feature_names has {len(names)} names for {X.shape[1]} features; name every column once")
         summary = summarise(X)  # the one pass over the data before training
         image_shape = _check_image_shape(image_shape, X.shape[1])
         method = resolve_method(values["method"], X.shape[1])
@@ -183,7 +190,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         k = clustering.n_clusters
         if k != "auto":
             check_n_clusters(k, len(X))
+            check_members_per_cluster(k, len(X))
         spec = encode.network_spec(encoding, X.shape[1], encode.code_width(encoding, k)) if pipeline.encoder else None
+        if spec is not None:
+            encode.check_fits_in_memory(spec)
         if pipeline.embedding:
             embed.check_data(len(X), method)
         if (k == "auto" or k > 1) and len(X) > 1 and summary.constant:
@@ -249,8 +259,12 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _self_label(self, data, device, checkpoint, group):
         """Train the classifier on the surest members and relabel every sample with it."""
-        config = self.selflabeling_
-        members = group.on_main(lambda: {"members": self._sure_members(config.neighbors)})["members"]
+        members = group.on_main(lambda: {"members": self._sure_members(self.selflabeling_.neighbors)})["members"]
+        steps = selflabel.steps_for(self.selflabeling_.steps, len(members))
+        if steps < self.selflabeling_.steps:
+            log.info("self-labelling: %d steps instead of %d, %d passes over the %d sure members", steps,
+                     self.selflabeling_.steps, selflabel.MAX_PASSES, len(members))
+        config = self.selflabeling_ = dataclasses.replace(self.selflabeling_, steps=steps)
         self.classifier_, history = selflabel.fit(data, members, self.labels_[members], self.n_clusters_, config,
                                                   seed=self.seed_, device=device, verbose=self.verbose,
                                                   checkpoint=checkpoint, group=group)
@@ -286,10 +300,14 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if not hasattr(self, "cluster_centers_"):
             raise NotFittedError("this EncodingClusterer is not fitted yet; call fit(X) or load a saved model first")
 
-    def _check_width(self, X):
-        self._check_names(_column_names(X))
-        X = _numeric_columns(X)
-        if isinstance(X, np.ndarray) and X.ndim > 2 and getattr(self, "image_shape_", None) is not None:
+    def _check_width(self, X, feature_names=None):
+        names = _names(X, feature_names)
+        X = self._in_fitted_order(_numeric_columns(X), names)
+        fitted_shape = getattr(self, "image_shape_", None)
+        if isinstance(X, np.ndarray) and X.ndim > 2 and fitted_shape is not None:
+            if _squeezed(X.shape[1:]) != _squeezed(fitted_shape):
+                raise DataError(f"X holds images of shape {X.shape[1:]}, but the model was fitted on images of shape "
+                                f"{tuple(fitted_shape)}; resize them to the training images' shape")
             X, _ = _flattened(X, None)
         X = check_samples(X)
         if X.shape[1] != self.n_features_in_:
@@ -297,28 +315,37 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                             "features as input (the training data's width); give data of the same width and layout")
         return X
 
-    def _check_names(self, names):
-        """Columns by name, as scikit-learn checks them: the same names in the same order as in fit."""
+    def _in_fitted_order(self, X, names):
+        """Columns by name: the columns of a named `X` put in the order fit saw them; missing, extra
+        or renamed ones refused in one line. Without names on one side, scikit-learn's warning."""
         fitted = getattr(self, "feature_names_in_", None)
         if names is None and fitted is not None:
             warnings.warn("X does not have valid feature names, but EncodingClusterer was fitted with feature names",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=4)
         elif names is not None and fitted is None:
             warnings.warn("X has feature names, but EncodingClusterer was fitted without feature names", UserWarning,
-                          stacklevel=3)
+                          stacklevel=4)
         elif names is not None and list(names) != list(fitted):
             missing = [n for n in fitted if n not in set(names)]
             unexpected = [n for n in names if n not in set(fitted)]
-            detail = (f"missing {missing}" if missing else "") + (
-                f"{'; ' if missing else ''}unexpected {unexpected}" if unexpected else "")
-            raise DataError("The feature names should match those that were passed during fit: "
-                            f"{detail or 'the same columns in another order'}; give the columns of the training "
-                            f"data, in its order: {list(fitted)}")
+            repeated = sorted({n for n in names if list(names).count(n) > 1})
+            if missing or unexpected or repeated:
+                detail = "; ".join(f"{what} {found}" for what, found in (
+                    ("missing", missing), ("unexpected", unexpected), ("repeated", repeated)) if found)
+                raise DataError(f"the columns do not match those the model was fitted on: {detail}; give the "
+                                f"training data's columns: {list(fitted)}")
+            order = [list(names).index(n) for n in fitted]
+            return np.asarray(X)[:, order]
+        return X
 
     def _encode_shards(self, data, group, device):
         """Codes of all of `data`: each process encodes its shard, and the shards are gathered in order."""
-        return group.all_gather_rows(encode.encode(self.autoencoder_, row_range(data, *group.shard(len(data))),
-                                                   row_exact=True, device=device))
+        codes = group.all_gather_rows(encode.encode(self.autoencoder_, row_range(data, *group.shard(len(data))),
+                                                    row_exact=True, device=device))
+        if self.autoencoder_ is not None and not np.isfinite(codes).all():
+            raise TrainingDiverged("the training diverged: the network's codes are NaN or infinite; lower "
+                                   "learning_rate (--learning-rate), or refine_learning_rate for dec and idec")
+        return codes
 
     def _device_here(self):
         """Where `transform` and `predict` compute: the model's `device`, or the CPU on a machine
@@ -326,21 +353,24 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         device = torch.device(self.device)
         return device if device.type != "cuda" or torch.cuda.is_available() else torch.device("cpu")
 
-    def transform(self, X):
-        """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap")."""
-        self._check_fitted()
-        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X), self.scaler_), row_exact=True,
-                             device=self._device_here())
+    def transform(self, X, *, feature_names=None):
+        """The codes of `X`, shape (n_samples, code_size) (the scaled input for method "umap").
 
-    def predict(self, X):
+        A model fitted with column names takes a named `X` (a data frame, or an array with its
+        `feature_names`) by name, whatever the columns' order."""
+        self._check_fitted()
+        return encode.encode(self.autoencoder_, ScaledRows(self._check_width(X, feature_names), self.scaler_),
+                             row_exact=True, device=self._device_here())
+
+    def predict(self, X, *, feature_names=None):
         """The cluster of each sample in `X`: the self-labelling classifier's, where there is one;
         else the mixture component of its UMAP position (n2d, umap), else the nearest centre to
-        its code."""
+        its code. Columns are taken by name as in `transform`."""
         if getattr(self, "classifier_", None) is not None:
             self._check_fitted()
-            return selflabel.classify(self.classifier_, ScaledRows(self._check_width(X), self.scaler_),
+            return selflabel.classify(self.classifier_, ScaledRows(self._check_width(X, feature_names), self.scaler_),
                                       self._device_here())
-        codes = self.transform(X)
+        codes = self.transform(X, feature_names=feature_names)
         space = embed.apply(self.embedding_, codes) if self.embedding_ is not None else codes
         return cluster.predict(self.cluster_centers_, self.mixture_, space, codes)
 
@@ -390,6 +420,23 @@ def _column_names(X):
     if columns is None or not all(isinstance(c, str) for c in columns):
         return None
     return np.asarray(list(columns), dtype=object)
+
+
+def _names(X, feature_names):
+    """The names of `X`'s columns: a data frame's own, else `feature_names` (an array read from a named
+    table), else None."""
+    names = _column_names(X)
+    if names is None and feature_names is not None:
+        if not all(isinstance(n, str) for n in feature_names):
+            raise DataError("feature_names must be strings, one per column")
+        names = np.asarray(list(feature_names), dtype=object)
+    return names
+
+
+def _squeezed(shape):
+    """An image shape with a single channel written as none: (h, w, 1) and (h, w) are one shape."""
+    shape = tuple(int(s) for s in shape)
+    return shape[:2] if len(shape) == 3 and shape[2] == 1 else shape
 
 
 def _numeric_columns(X):

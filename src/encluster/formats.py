@@ -6,6 +6,7 @@ checked against the bytes that follow, and images through Pillow.
 
 import csv
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .validation import check_labels, check_samples
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_CSV_BYTES = 4 * 1024**3
+DECIMAL_COMMA = re.compile(r"[-+]?[0-9]*,[0-9]+(?:[eE][-+]?[0-9]+)?")
 
 
 def load_file(path, *, label_column=None):
@@ -24,7 +26,7 @@ def load_file(path, *, label_column=None):
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; give a built-in name ({', '.join(BUILTIN)}) "
-                        "or the path to a .npy, .npz, .csv file or an image folder")
+                        "or the path to a .npy, .npz, .csv or .parquet file or an image folder")
     if path.is_dir():
         return _load_image_folder(path)
     suffix = path.suffix.lower()
@@ -121,9 +123,30 @@ def column_names(path):
 
             return list(pq.read_schema(path).names)
         with open(path, newline="", encoding="utf-8") as fh:
-            return [c.strip() for c in next(csv.reader(fh), [])]
+            return [c.strip() for c in next(csv.reader(fh, delimiter=_delimiter(path)), [])]
     except Exception:  # unreadable, not UTF-8, no pyarrow, a damaged file ...: load_file names it
         return []
+
+
+# Separators a CSV may use, in the order they are preferred when several split every line alike: a
+# comma also stands inside numbers written with a decimal comma, so it comes last.
+DELIMITERS = ("\t", ";", "|", ",")
+SNIFF_BYTES = 1 << 16
+
+
+def _delimiter(path):
+    """The separator of the CSV at `path`: the first of `DELIMITERS` that splits each of its first
+    lines into the same number (two or more) of fields; a comma when none does (one column)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        sample = fh.read(SNIFF_BYTES)
+    lines = [line for line in sample.splitlines()[:51] if line.strip()]
+    if len(sample) == SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last may be cut short
+    for delimiter in DELIMITERS:
+        counts = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        if len(counts) == 1 and counts.pop() > 1:
+            return delimiter
+    return ","
 
 
 def _is_number(text):
@@ -142,21 +165,26 @@ def _load_csv(path, label_column):
 
     if path.stat().st_size > MAX_CSV_BYTES:
         raise DataError(f"{path}: larger than {MAX_CSV_BYTES} bytes; convert it to .npy or .parquet for data this big")
-    first = _first_record(path)
+    delimiter = _delimiter(path)
+    first = _first_record(path, delimiter)
     if first is None:
         raise DataError(f"{path}: empty CSV; it needs at least one row of numbers")
-    header = label_column is not None or not all(_is_number(c) for c in first)
+    cells = first[:-1] if len(first) > 1 and not first[-1].strip() else first  # a trailing separator ends no value
+    header = label_column is not None or not all(_is_number(c) for c in cells)
     try:
         table = pyarrow.csv.read_csv(
             path, read_options=pyarrow.csv.ReadOptions(autogenerate_column_names=not header),
             # A line break inside a value needs quotes; allowing for it halves the parser's speed.
-            parse_options=pyarrow.csv.ParseOptions(newlines_in_values=_has_quotes(path)),
+            parse_options=pyarrow.csv.ParseOptions(delimiter=delimiter, newlines_in_values=_has_quotes(path)),
             # Only an empty cell is missing; "nan" stays NaN so that the finite-values check names it.
             convert_options=pyarrow.csv.ConvertOptions(null_values=[""], strings_can_be_null=True))
     except pyarrow.ArrowInvalid as exc:
-        raise DataError(_csv_problem(path, exc)) from None
+        raise DataError(_csv_problem(path, exc, delimiter)) from None
     if table.num_rows == 0:
         raise DataError(f"{path}: has a header but no data rows")
+    last = table.column(table.num_columns - 1)
+    if table.num_columns > 1 and last.null_count == table.num_rows and (not header or not first[-1].strip()):
+        table = table.drop_columns([table.column_names[-1]])  # every line ended with a separator
     names = [" ".join(n.split()) for n in table.column_names] if header else None
     return _table_dataset(path, table, names, label_column, lambda i: f"line {i + 1 + header}")
 
@@ -167,23 +195,23 @@ def _has_quotes(path):
         return any(b'"' in block for block in iter(lambda: fh.read(1 << 24), b""))
 
 
-def _first_record(path):
+def _first_record(path, delimiter):
     """The CSV's first non-empty record, read with Python's csv module (quotes and all), or None."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return next((row for row in csv.reader(fh) if row), None)
+            return next((row for row in csv.reader(fh, delimiter=delimiter) if row), None)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; save it as a UTF-8 CSV") from None
     except csv.Error as exc:
         raise DataError(f"{path}: malformed CSV ({exc})") from None
 
 
-def _csv_problem(path, exc):
+def _csv_problem(path, exc, delimiter):
     """One line saying where a CSV pyarrow could not parse goes wrong: the first ragged row when
     there is one (records counted as the csv module counts them, blank lines skipped)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = (row for row in csv.reader(fh) if row)
+            rows = (row for row in csv.reader(fh, delimiter=delimiter) if row)
             width = len(next(rows))
             for line, row in enumerate(rows, start=2):
                 if len(row) != width:
@@ -201,6 +229,10 @@ def _load_parquet(path, label_column):
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError ... for damaged files
         raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}); re-save it") from None
+    # A data frame's index (e.g. `__index_level_0__` after filtering rows) is the frame's row names, not a feature;
+    # pandas' schema metadata lists it (a plain range index is kept there as a description, not as a column).
+    index = [c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)]
+    table = table.drop_columns([c for c in index if c in table.column_names and c != label_column])
     return _table_dataset(path, table, table.column_names, label_column, lambda i: f"row {i + 1}")
 
 
@@ -208,6 +240,9 @@ def _table_dataset(path, table, names, label_column, where):
     """A `Dataset` from a pyarrow table: the label column (if named) as labels, every other column
     a numeric feature. `names` are the column names (None: a CSV without a header); `where(i)`
     says where row i is, for messages."""
+    repeated = sorted({n for n in names or () if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: column names {repeated} stand more than once; give every column its own name")
     if label_column is not None and label_column not in names:
         raise DataError(f"{path}: no column named {label_column!r}; columns are {names}")
     label_index = None if label_column is None else names.index(label_column)
@@ -216,18 +251,22 @@ def _table_dataset(path, table, names, label_column, where):
     X = np.column_stack(columns) if columns else np.empty((table.num_rows, 0))
     y, classes = None, None
     if label_index is not None:
-        y, classes = _label_codes(table.column(label_index))
+        labels = table.column(label_index)
+        if labels.null_count:
+            i = next(i for i, v in enumerate(labels.is_null().to_pylist()) if v)
+            raise DataError(f"{path}: {where(i)}: the label is missing ({labels.null_count} rows have none); give "
+                            "every row a label, or leave out --label-column to cluster without scores")
+        y, classes = _label_codes(labels)
     return Dataset(path.stem, check_samples(X, name=str(path)), check_labels(y, len(X), name=str(path)),
                    class_names=classes, feature_names=[names[j] for j in features] if names else None)
 
 
 def _label_codes(column):
-    """Each row's class index and the class names, sorted, the names stripped of spaces (a missing
-    label is the class "")."""
+    """Each row's class index and the class names, sorted, the names stripped of spaces."""
     import pyarrow
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(pc.fill_null(pc.cast(column, pyarrow.string()), ""))
+    text = pc.utf8_trim_whitespace(pc.cast(column, pyarrow.string()))
     encoded = text.combine_chunks().dictionary_encode()
     names = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     order = np.argsort(names.astype(str), kind="stable")
@@ -250,6 +289,9 @@ def _numeric_column(path, column, name, where):
         except pyarrow.ArrowInvalid:
             values = column.to_pylist()
             i = next(i for i, v in enumerate(values) if v is not None and not _is_number(v))
+            if DECIMAL_COMMA.fullmatch(values[i].strip()):
+                raise DataError(f"{path}: {where(i)}, column {name}: {values[i]!r} is written with a decimal comma; "
+                                "save the file with decimal points (e.g. 0.12)") from None
             raise DataError(f"{path}: {where(i)}, column {name}: {values[i]!r} is not a number; features must be "
                             "numeric (name a label column with --label-column, or drop the column)") from None
     elif not (t.is_integer(column.type) or t.is_floating(column.type) or t.is_boolean(column.type)
@@ -293,9 +335,16 @@ def _load_image_folder(path):
     sizes = {im.size for im in images}
     if len(sizes) > 1:
         raise DataError(f"{path}: images have different sizes {sorted(sizes)[:3]}; resize them all to one size")
-    color = any(im.mode not in ("L", "1", "I;16", "I", "F", "LA") for im in images)
-    mode = "RGB" if color else "L"
-    stack = np.stack([np.asarray(im.convert(mode), dtype=np.uint8) for im in images])
+    color = any(im.mode not in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F", "LA") for im in images)
+    deep = not color and any(im.mode not in ("L", "1", "LA") for im in images)
+    if deep:  # 16-bit, 32-bit or float grayscale: as they are (converting to "L" clips them at 255)
+        # An 8-bit image among them is stretched onto the 16-bit range (255 * 257 = 65535).
+        stack = np.stack([np.asarray(im.convert("I")) * 257 if im.mode in ("L", "1", "LA") else np.asarray(im)
+                          for im in images])
+        stack = stack.astype(np.uint16 if stack.min() >= 0 and stack.max() <= 65535 and stack.dtype.kind in "iu"
+                             else np.float64)
+    else:
+        stack = np.stack([np.asarray(im.convert("RGB" if color else "L"), dtype=np.uint8) for im in images])
     y = np.asarray(labels, dtype=np.int64) if names else None
     dataset = _as_image_stack(path, stack, y, name=path.name)
     dataset.class_names = names

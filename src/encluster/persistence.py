@@ -112,6 +112,10 @@ def load_model(cls, path):
             recorded = (handle.metadata() or {}).get("encluster")
     except Exception as exc:  # SafetensorError and friends, for a damaged file
         raise ModelError(f"{weights_path}: not a valid safetensors file ({type(exc).__name__})") from None
+    # A checksum proves only that the two files agree, not that the numbers are usable.
+    broken = next((name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if broken is not None:
+        raise ModelError(f"{weights_path}: {broken} holds NaN or infinite values; the model is damaged, retrain it")
     described = {k: v for k, v in meta.items() if k != "weights_sha256"}
     if recorded != json.dumps(described, sort_keys=True):
         raise ModelError(f"{path / META}: does not match the description stored in {WEIGHTS}; model.json was "
@@ -122,10 +126,11 @@ def load_model(cls, path):
         refinement_history = [float(h) for h in meta["refinement_history"]]
         training = TrainingConfig(**meta["training"])
         est = cls(**meta["params"])
+        est._resolved()  # every setting checked as fit checks it: a forged device or range is refused here
         scaler_mode = meta["scaler"]
         n_features, n_clusters = int(meta["n_features_in"]), int(meta["n_clusters"])
         seed, history = int(meta["seed"]), [float(h) for h in meta["history"]]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError is a ValueError
         raise ModelError(f"{path / META}: missing or invalid entry ({type(exc).__name__}: {exc}); "
                          "the file is corrupted") from None
     code_size = n_features if spec is None else spec.code_size

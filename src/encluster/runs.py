@@ -206,7 +206,7 @@ def _run(config, out, checkpoint, verbose):
 
     est = config.estimator(verbose, images=dataset.image_shape is not None)
     with measure("fit"):
-        est.fit(dataset.X, image_shape=dataset.image_shape, checkpoint=checkpoint)
+        est.fit(dataset.X, image_shape=dataset.image_shape, feature_names=dataset.feature_names, checkpoint=checkpoint)
     timings.update(est.timings_)
     peaks.update(est.peak_memory_mb_)
     codes, labels = est.codes_, est.labels_

@@ -99,8 +99,9 @@ def print_datasets(rows):
                             break_long_words=False, break_on_hyphens=False))
         print(textwrap.fill(credit, width, initial_indent="  credit: ", subsequent_indent="          "))
     print()
-    print(textwrap.fill("Your own data: a .npy file (array X), .npz (arrays X and optional y), .csv (numeric; "
-                        "--label-column NAME) or a folder of images (one sub-folder per class, optional).", width))
+    print(textwrap.fill("Your own data: a .npy file (array X), .npz (arrays X and optional y), a .csv or .parquet "
+                        "table (numeric; --label-column NAME) or a folder of images (one sub-folder per class, "
+                        "optional).", width))
 
 
 def separation_note(metrics):

@@ -20,7 +20,7 @@ from torch import nn
 
 from .atomic import atomic_write
 from .distributed import current
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, TrainingDiverged
 from .progress import progress
 
 LOSSES = {"bce": nn.BCELoss, "mse": nn.MSELoss}
@@ -360,16 +360,21 @@ class _TrainingRun:
 
 class LossSum:
     """Losses summed where they were computed; `read` brings the sum to the host (waiting for the
-    device) and starts again. Summed in float64 so that the order of reads does not matter."""
+    device) and starts again. Summed in float64 so that the order of reads does not matter. A sum
+    that is no longer finite stops the training with `TrainingDiverged`, whose message says what
+    `fix` (the setting to lower) says."""
 
-    def __init__(self, device):
+    def __init__(self, device, fix="lower learning_rate (--learning-rate)"):
         self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.fix = fix
 
     def add(self, loss, weight=1):
         self.total += loss.double() * weight
 
     def read(self):
         value = float(self.total)
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"the training diverged: its loss became {value}; {self.fix}")
         self.total.zero_()
         return value
 

@@ -68,6 +68,9 @@ def check_labels(y, n_samples, *, name="y"):
         raise DataError(f"{name}: labels have shape {y.shape}; expected 1-D (n_samples,)")
     if len(y) != n_samples:
         raise DataError(f"{name}: {len(y)} labels for {n_samples} samples; the counts must match")
+    if np.issubdtype(y.dtype, np.floating) and np.isnan(y).any():
+        raise DataError(f"{name}: {int(np.isnan(y).sum())} of {len(y)} labels are NaN; give every sample a label, "
+                        "or leave the labels out to cluster without scores")
     if not np.issubdtype(y.dtype, np.integer):
         _, y = np.unique(y, return_inverse=True)
     return y.astype(np.int64)
@@ -79,3 +82,18 @@ def check_n_clusters(n_clusters, n_samples):
         raise ConfigError(f"n_clusters={n_clusters!r}; expected an integer >= 1")
     if n_clusters > n_samples:
         raise DataError(f"n_clusters={n_clusters} is more than the {n_samples} samples; use at most {n_samples} clusters")
+
+
+def check_members_per_cluster(n_clusters, n_samples):
+    """Refuse a request for more clusters than the data can hold groups of (a user's `n_clusters`;
+    the algorithms themselves accept up to one sample a cluster)."""
+    if n_clusters > most_clusters(n_samples):
+        raise DataError(f"n_clusters={n_clusters} leaves {n_samples / n_clusters:.1f} samples a cluster on average, "
+                        f"too few to find groups in; use at most {most_clusters(n_samples)} clusters for "
+                        f"{n_samples} samples")
+
+
+def most_clusters(n_samples):
+    """The most clusters `n_samples` can be split into: two members each on average (a cluster of one
+    sample is no group, and a mixture of as many components as points takes minutes to fit)."""
+    return max(2, n_samples // 2)

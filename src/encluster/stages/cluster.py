@@ -17,7 +17,7 @@ from ..distributed import current
 from ..errors import DataError, ModelError
 from ..scaling import row_range
 from ..params import Either, Interval, Options, Setting, settings_class
-from ..validation import check_n_clusters, row_chunks
+from ..validation import check_n_clusters, most_clusters, row_chunks
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,11 @@ def fit(space, codes, settings, algorithm, *, seed, group):
 
 
 def _choose(space, max_clusters, seed, group):
-    candidates = range(2, min(max_clusters, len(space)) + 1)
+    largest = min(max_clusters, most_clusters(len(space)))
+    if largest < max_clusters:
+        log.info("n_clusters=auto considers 2..%d clusters, not up to max_clusters=%d: at most half the %d samples",
+                 largest, max_clusters, len(space))
+    candidates = range(2, largest + 1)
 
     def choose():
         k, silhouettes = choose_n_clusters(space, candidates, random_state=seed)

@@ -335,6 +335,8 @@ def from_arrays(arrays, described, code_size, where):
         width = int(described["n_components"])
         if fit_data.ndim != 2 or fit_data.shape[1] != code_size or embedded.shape != (len(fit_data), width):
             raise ValueError("UMAP arrays do not match the code size or each other")
+        if int(described["n_neighbors"]) < 1 or not all(np.isfinite(float(described[k])) for k in ("a", "b")):
+            raise ValueError(f"n_neighbors {described['n_neighbors']!r} is not positive, or a, b not finite")
         return UmapEmbedding.from_arrays({"fit_data": fit_data, "embedding": embedded}, described)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{where}: the UMAP embedding is missing or inconsistent ({exc}); "

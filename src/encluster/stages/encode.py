@@ -7,10 +7,12 @@ Method ``umap`` has no encoder: its "codes" are the scaled input itself.
 
 import copy
 import math
+import os
 
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..models import ACTIVATIONS, INITS, Autoencoder, AutoencoderSpec, parameter_shapes, restored
 from ..params import Either, Interval, Options, Setting, Sizes, settings_class
 from ..scaling import SCALINGS
@@ -86,6 +88,23 @@ def network_spec(settings, n_features, code_size):
     if network["decoder_hidden"] == "mirror":
         network["decoder_hidden"] = None
     return AutoencoderSpec(n_features=n_features, code_size=code_size, **network)
+
+
+# Bytes of training state per weight: the float32 weight, its gradient and Adam's two moments.
+TRAINING_BYTES_PER_WEIGHT = 16
+
+
+def check_fits_in_memory(spec, available=None):
+    """Refuse, before allocating anything, a network whose training state alone outgrows this
+    machine's memory (`available` bytes; the physical memory by default)."""
+    weights = sum(math.prod(shape) for shape in parameter_shapes(spec).values())
+    needed = weights * TRAINING_BYTES_PER_WEIGHT
+    if available is None:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available:
+        raise ConfigError(f"the network (hidden={list(spec.hidden)}) has {weights:,} weights, which need "
+                          f"{needed / 1e9:,.1f} GB to train, more than this machine's {available / 1e9:,.1f} GB; "
+                          "lower hidden (--hidden)")
 
 
 def pretraining_epochs(settings, n_samples):
