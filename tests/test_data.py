@@ -283,3 +283,42 @@ def test_the_summary_counts_the_rows_with_nan_or_infinity_in_every_block():
     X[20000, 0] = np.nan  # two bad values in one row count once
     with pytest.raises(DataError, match="data.npy contains NaN or infinite values in 3 samples"):
         summarise(X, name="data.npy")
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 10))))
+def test_uint8_pixels_scale_onto_the_unit_interval_and_back(X):
+    scaler = Scaler.fit(X)
+    assert scaler.mode == "uint8"
+    scaled = scaler.transform(X)
+    assert np.array_equal(scaled, X.astype(np.float32) / np.float32(255))
+    np.testing.assert_allclose(scaler.inverse_transform(scaled), X, rtol=0, atol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 20), st.integers(1, 10)), elements=st.floats(0, 1, width=32)))
+def test_data_already_on_the_unit_interval_is_kept_as_it_is_and_inverted_as_it_is(X):
+    scaler = Scaler.fit(X)
+    assert scaler.mode == "identity"
+    assert np.array_equal(scaler.transform(X), X)
+    assert np.array_equal(scaler.inverse_transform(X), X.astype(np.float64))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_label_column_names_every_rows_own_class_whatever_order_the_classes_come_in(tmp_path, suffix):
+    """Four classes, first seen as c, a, d, b: each row's class name is its own label."""
+    from encluster.formats import load_file
+
+    labels = ["c", "a", "d", "b", "a", "c", "b", "d", "d", "a"]
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".csv":
+        path.write_text("x,kind,y\n" + "".join(f"{a},{k},{b}\n" for (a, b), k in zip(X, labels)))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"x": X[:, 0], "kind": labels, "y": X[:, 1]}), path)
+    data = load_file(path, label_column="kind")
+    assert [data.class_names[i] for i in data.y] == labels
+    assert data.class_names == ["a", "b", "c", "d"] and np.array_equal(data.X, X)
