@@ -103,6 +103,9 @@ def test_save_load_predicts_identically(fitted, digits_split, preset, tmp_path):
     est.save(tmp_path / "model")
     loaded = EncodingClusterer.load(tmp_path / "model")
     assert loaded.method_ == est.method_ and loaded.n_clusters_ == 10
+    if est.autoencoder_ is not None:  # every weight as it was, bit for bit (even one no input here reaches)
+        saved, back = est.autoencoder_.state_dict(), loaded.autoencoder_.state_dict()
+        assert saved.keys() == back.keys() and all(torch.equal(saved[k], back[k]) for k in saved)
     np.testing.assert_array_equal(loaded.predict(X_new), est.predict(X_new))
     codes = est.transform(X_new)
     np.testing.assert_array_equal(loaded.transform(X_new), codes)  # exactly: a weight off by 1e-6 shows
