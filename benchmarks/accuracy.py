@@ -85,7 +85,7 @@ def run_one(dataset, method, seed, epochs):
             method_preset = method
         est = EncodingClusterer(10, preset=method_preset, random_state=seed, **overrides).fit(X, image_shape=shape)
         labels, stages = est.labels_, {k: round(v, 1) for k, v in est.timings_.items()}
-        settings = {k: v for k, v in est._resolved().items() if not isinstance(v, dict)}
+        settings = {k: v for k, v in est.resolved_params().items() if not isinstance(v, dict)}
         if est.selflabel_ is not None:
             before = {**score(y, est.clustered_labels_), "moved": est.selflabel_["moved"],
                       "sure_members": est.selflabel_["sure_members"]}

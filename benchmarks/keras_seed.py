@@ -52,7 +52,7 @@ def ours(epochs, batch_size):
 
     from encluster import load_dataset
     from encluster.models import Autoencoder, AutoencoderSpec
-    from encluster.presets import get_preset
+    from encluster.stages import get_preset
     from encluster.scaling import ScaledRows, Scaler
     from encluster.training import TrainingConfig, train_autoencoder
 
@@ -67,7 +67,8 @@ def ours(epochs, batch_size):
         model = Autoencoder(spec)
         # The preset as it trains, denoising included: ours draws masks Keras does not.
         config = TrainingConfig(epochs=1, batch_size=batch_size, learning_rate=settings["learning_rate"],
-                                loss="bce", corruption=settings["corruption"])
+                                loss="bce", schedule=settings["schedule"], corruption=settings["corruption"],
+                                precision="float32")
         start = time.perf_counter()
         train_autoencoder(model, rows, config, generator=torch.Generator().manual_seed(0))
         times.append(time.perf_counter() - start)

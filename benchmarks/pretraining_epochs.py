@@ -54,7 +54,7 @@ def cluster(codes, y, settings, seed):
     started = time.perf_counter()
     k = int(y.max()) + 1
     passes = embed.epochs_for(len(codes), take(embed.EmbedSettings, settings))
-    embedded = embed.UmapEmbedding(k, n_neighbors=settings["n_neighbors"], n_epochs=passes,
+    embedded = embed.UmapEmbedding(k, n_neighbors=settings["n_neighbors"], min_dist=embed.MIN_DIST, n_epochs=passes,
                                    random_state=seed).fit_transform(codes)
     labels, _ = gaussian_mixture(embedded, k, n_init=settings["n_init"], random_state=seed)
     return {**{m: round(float(v), 4) for m, v in score(y, labels).items()},
@@ -69,7 +69,7 @@ def train_and_score(dataset, preset, seed, checkpoints, device, deadline, worker
     from encluster import load_dataset
     from encluster.models import Autoencoder
     from encluster.params import take
-    from encluster.presets import get_preset
+    from encluster.stages import get_preset
     from encluster.stages import encode
     from encluster.scaling import ScaledRows, Scaler
     from encluster.training import TrainingConfig, apply_in_batches, resolve_precision, train_autoencoder

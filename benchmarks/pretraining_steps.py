@@ -54,7 +54,7 @@ def held_out_curve(name, X, max_steps, seed):
     from encluster.training import adam, batch_loss, reconstruction_loss
 
     estimator = EncodingClusterer(preset="default", hidden="auto", scaling="auto")
-    settings = encode.EncodeSettings(**{f: v for f, v in estimator._resolved().items()
+    settings = encode.EncodeSettings(**{f: v for f, v in estimator.resolved_params().items()
                                         if f in encode.EncodeSettings.__dataclass_fields__})
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(X))

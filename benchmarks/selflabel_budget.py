@@ -13,6 +13,7 @@ only: no choice reads it.
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def study(name, grid):
     from encluster import EncodingClusterer, score
     from encluster.distributed import current
     from encluster.scaling import ScaledRows
+    from encluster.params import take
     from encluster.stages import selflabel
 
     X, y, shape = image_sets.load(name)
@@ -45,14 +47,16 @@ def study(name, grid):
     est = EncodingClusterer(10, random_state=0, selflabel="off", epochs=30).fit(X, image_shape=shape)
     first = time.perf_counter() - clock
     data = ScaledRows(X.reshape(len(X), -1), est.scaler_)
-    members = est._sure_members(10)
+    members = selflabel.sure_members_of(est.embedding_, est.codes_, est.labels_, est.n_clusters_, 10, est.seed_)
     order = np.random.default_rng(0).permutation(len(members))
     held, taught = np.sort(members[order[: len(members) // 10]]), np.sort(members[order[len(members) // 10:]])
     rows = []
     for width, steps, batch in grid:
         selflabel.BATCH_SIZE = batch
-        config = selflabel.SelfLabelConfig(steps=steps, width=width, image_shape=shape,
-                                           precision=est.training_.precision)
+        config = dataclasses.replace(selflabel.config(take(selflabel.SelfLabelSettings, {**est.resolved_params(),
+                                                                                          "selflabel": "on"}),
+                                                      shape, data.shape[1], est.training_.precision),
+                                     steps=steps, width=width)
         clock = time.perf_counter()
         classifier, _ = selflabel.fit(data, taught, est.labels_[taught], est.n_clusters_, config, seed=0,
                                       device=torch.device("cpu"), group=current())

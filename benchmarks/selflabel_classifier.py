@@ -131,6 +131,7 @@ def relabel(name, classifier, data, shape):
 
 def study(dataset, seed, variants):
     from encluster import EncodingClusterer, score
+    from encluster.params import take
     from encluster.scaling import ScaledRows
     from encluster.stages import selflabel
 
@@ -139,10 +140,11 @@ def study(dataset, seed, variants):
     est = EncodingClusterer(10, random_state=seed, selflabel="off").fit(X, image_shape=shape)
     first = time.perf_counter() - clock
     data = ScaledRows(X.reshape(len(X), -1), est.scaler_)
-    members = est._sure_members(10)
+    members = selflabel.sure_members_of(est.embedding_, est.codes_, est.labels_, est.n_clusters_, 10, est.seed_)
     order = np.random.default_rng(seed).permutation(len(members))
     held, taught = np.sort(members[order[: len(members) // 10]]), np.sort(members[order[len(members) // 10:]])
-    config = selflabel.SelfLabelConfig(image_shape=shape, precision=est.training_.precision)
+    config = selflabel.config(take(selflabel.SelfLabelSettings, {**est.resolved_params(), "selflabel": "on"}), shape,
+                              data.shape[1], est.training_.precision)
     rows, labelings, plain = [], {}, None
     acc_before = round(score(y, est.labels_)["acc"], 4)
     for name in variants:

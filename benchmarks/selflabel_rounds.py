@@ -45,7 +45,8 @@ def rounds_of(dataset, seed, rounds):
     config = est.selflabeling_
     for number in range(2, rounds + 1):
         clock = time.perf_counter()
-        members = est._sure_members(config.neighbors)
+        members = selflabel.sure_members_of(est.embedding_, est.codes_, est.labels_, est.n_clusters_, config.neighbors,
+                                             est.seed_)
         classifier, _ = selflabel.fit(data, members, est.labels_[members], est.n_clusters_, config,
                                       seed=est.seed_ + 10 * number, device=torch.device("cpu"), group=current())
         labels = selflabel.classify(classifier, data)

@@ -33,7 +33,7 @@ import torch
 from encluster import load_dataset
 from encluster.models import Autoencoder
 from encluster.params import take
-from encluster.presets import get_preset
+from encluster.stages import get_preset
 from encluster.stages import encode
 from encluster.training import PRECISIONS, adam, batch_loss, reconstruction_loss
 

@@ -44,7 +44,7 @@ def consensus_of(dataset, seed):
     import numpy as np
 
     from encluster import EncodingClusterer
-    from encluster.stages import cluster
+    from encluster.stages import cluster, selflabel
 
     seen, most_agreeing = [], cluster.most_agreeing
     cluster.most_agreeing = lambda labelings: (seen.append(labelings), most_agreeing(labelings))[1]
@@ -57,7 +57,7 @@ def consensus_of(dataset, seed):
     reference = layouts[kept]
     votes = np.stack([matched(reference, labels) for labels in layouts])
     consensus = (votes == reference).all(axis=0)
-    sure = est._sure_members(10)
+    sure = selflabel.sure_members_of(est.embedding_, est.codes_, est.labels_, est.n_clusters_, 10, est.seed_)
     dropped = sure[~consensus[sure]]
     return {"dataset": dataset, "n_samples": len(X), "seed": seed, "layouts": len(layouts),
             "consensus_share": round(float(consensus.mean()), 4), "sure_members": len(sure),

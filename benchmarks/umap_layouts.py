@@ -48,7 +48,7 @@ def layouts_of(dataset, seed, count, umap_epochs=None, space="codes"):
         est = EncodingClusterer(10, random_state=seed, selflabel="off", umap_layouts=1).fit(X, image_shape=shape)
     else:  # the umap preset's codes are its scaled input; its own single-pass layout is not used
         est = EncodingClusterer(10, preset="umap", random_state=seed, umap_epochs=1).fit(X, image_shape=shape)
-    values = EncodingClusterer(10, random_state=seed)._resolved()  # the default's UMAP and mixture settings
+    values = EncodingClusterer(10, random_state=seed).resolved_params()  # the default's UMAP and mixture settings
     if umap_epochs is not None:
         values["umap_epochs"] = umap_epochs
     embedding, clustering = take(embed.EmbedSettings, values), take(cluster.ClusterSettings, values)

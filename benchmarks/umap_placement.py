@@ -24,7 +24,7 @@ from umap.layouts import optimize_layout_euclidean
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe  # noqa: E402
 
-from encluster.stages import embed  # noqa: E402
+from encluster.stages import BY_NAME, embed  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -44,7 +44,8 @@ def main():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(10, 10)) * 5
     blobs = lambda n: (centres[rng.integers(0, 10, n)] + rng.normal(size=(n, 10))).astype(np.float32)  # noqa: E731
-    fitted = embed.UmapEmbedding(10, n_epochs=50, random_state=0)
+    fitted = embed.UmapEmbedding(10, n_neighbors=BY_NAME["n_neighbors"].default, min_dist=embed.MIN_DIST,
+                                  n_epochs=50, random_state=0)
     fitted.fit_transform(blobs(args.fit))
     new = blobs(args.new)
     fitted.transform(new[:1000])  # compile both layouts' kernels before timing

@@ -21,7 +21,8 @@ def _cli_reference():
 
 def _settings_table():
     from encluster.params import markdown_table
-    from encluster.presets import DEFAULT_PRESET, get_preset
+    from encluster.presets import DEFAULT_PRESET
+    from encluster.stages import get_preset
     from encluster.stages import GROUPS
 
     return markdown_table(GROUPS, get_preset(DEFAULT_PRESET))

@@ -94,7 +94,8 @@ def test_sampled_kmeans_across_processes_labels_every_row_by_its_nearest_centre(
 
 
 def _network(seed=0):
-    spec = AutoencoderSpec(n_features=12, code_size=2, hidden=(8,), activation="sigmoid")
+    spec = AutoencoderSpec(n_features=12, code_size=2, hidden=(8,), decoder_hidden=None, activation="sigmoid",
+                           code_activation="sigmoid", output_activation="sigmoid", init="xavier")
     torch.manual_seed(seed)
     return Autoencoder(spec).double()
 
@@ -103,9 +104,14 @@ def _training_data():
     return np.random.default_rng(3).uniform(size=(96, 12))
 
 
+def _config(batch_size, corruption=0.0):
+    return TrainingConfig(epochs=3, batch_size=batch_size, learning_rate=1e-2, loss="bce", schedule="constant",
+                          corruption=corruption, precision="float32")
+
+
 def _train(batch_size, group=None, corruption=0.0):
     model = _network()
-    config = TrainingConfig(epochs=3, batch_size=batch_size, learning_rate=1e-2, corruption=corruption)
+    config = _config(batch_size, corruption)
     history = train_autoencoder(model, _training_data(), config, generator=torch.Generator().manual_seed(5),
                                 group=group)
     return model, history
@@ -147,7 +153,7 @@ def _resume_worker(rank, out):
 
 def _train_with(checkpoint):
     model = _network()
-    train_autoencoder(model, _training_data(), TrainingConfig(epochs=3, batch_size=32, learning_rate=1e-2),
+    train_autoencoder(model, _training_data(), _config(32),
                       generator=torch.Generator().manual_seed(5), checkpoint=checkpoint)
     return model
 

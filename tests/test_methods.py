@@ -184,7 +184,7 @@ def test_bad_method_settings_are_clear_errors(kwargs, fragment):
 
 def test_umap_embedding_round_trips_and_keeps_training_points_in_place(separated_blobs):
     X, _ = separated_blobs
-    fitted = UmapEmbedding(2, n_neighbors=10, random_state=1)
+    fitted = UmapEmbedding(2, n_neighbors=10, min_dist=embed.MIN_DIST, n_epochs=None, random_state=1)
     embedding = fitted.fit_transform(X)
     arrays, settings_ = fitted.to_arrays()
     loaded = UmapEmbedding.from_arrays(arrays, settings_)

@@ -2,6 +2,7 @@
 new points, save and load, determinism), and that it leaves a clustering it cannot improve alone.
 Small data and short budgets: these check the contract, not the accuracy (docs/benchmarks.md)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,11 +15,19 @@ from encluster import EncodingClusterer, load_dataset, score
 from encluster.errors import DataError, ModelError
 from encluster.models import Classifier, ClassifierSpec
 from encluster.stages import selflabel
-from encluster.stages.selflabel import SelfLabelConfig, augmented, random_affine, sure_members
+from encluster.params import take
+from encluster.stages.selflabel import augmented, random_affine, sure_members
 from encluster.distributed import current
 
 # The default preset's first stages, trained briefly, then a short self-labelling budget.
 QUICK = {"epochs": 5, "steps": 0, "batch_size": 64, "selflabel": "on", "selflabel_steps": 150}
+
+
+def _config(image_shape=None, **given):
+    """The stage's configuration from its declared settings (self-labelling on), `given` changed."""
+    declared = {**{s.name: s.default for s in selflabel.SETTINGS}, "selflabel": "on"}
+    base = selflabel.config(take(selflabel.SelfLabelSettings, declared), image_shape, 64, "float32")
+    return dataclasses.replace(base, **given)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +115,7 @@ def test_label_smoothing_caps_the_classifiers_confidence_where_the_loss_is_lowes
     scaled = ((X - X.mean(axis=0)) / X.std(axis=0)).astype(np.float32)
 
     def median_confidence(smoothing):
-        config = SelfLabelConfig(steps=400, width=16, smoothing=smoothing, noise=0.0)
+        config = _config(steps=400, width=16, smoothing=smoothing, noise=0.0)
         classifier, _ = selflabel.fit(scaled, np.arange(len(X)), y, 3, config, seed=0, device="cpu", group=current())
         with torch.no_grad():
             return float(classifier(torch.as_tensor(scaled)).softmax(dim=1).max(dim=1).values.median())
@@ -118,7 +127,7 @@ def test_label_smoothing_caps_the_classifiers_confidence_where_the_loss_is_lowes
 
 def test_progress_counts_the_classifiers_optimizer_steps_not_epochs(blobs, caplog):
     X, y = blobs
-    config = SelfLabelConfig(steps=200, width=8)
+    config = _config(steps=200, width=8)
     with caplog.at_level("INFO", logger="encluster"):
         selflabel.fit(X, np.arange(len(X)), y, 3, config, seed=0, device="cpu", verbose=1, group=current())
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("self-labelling:")]
@@ -198,11 +207,11 @@ def test_augmentation_switched_off_returns_the_batch_and_each_switch_is_recorded
     batch = _images()
     spec = ClassifierSpec(256, 3, 4, (16, 16))
     net = Classifier(spec)
-    off = SelfLabelConfig(image_shape=(16, 16), shift=0, rotation=0, scale=0)
+    off = _config(image_shape=(16, 16), shift=0, rotation=0, scale=0)
     assert off.augmentation() == {}
     same = augmented(net, batch, torch.arange(8), off, torch.Generator().manual_seed(0), current(), None)
     assert same is batch
-    rotation_only = SelfLabelConfig(image_shape=(16, 16), shift=0, rotation=15, scale=0)
+    rotation_only = _config(image_shape=(16, 16), shift=0, rotation=15, scale=0)
     assert rotation_only.augmentation() == {"rotation": 15}
     moved = augmented(net, batch, torch.arange(8), rotation_only, torch.Generator().manual_seed(0), current(), None)
     assert moved.shape == batch.shape and not torch.allclose(moved, batch)
@@ -228,7 +237,7 @@ def test_a_users_augmentation_reaches_the_classifier(digit_images, blobs):
 
 
 def test_a_shift_moves_an_image_by_whole_pixels_and_rotation_keeps_the_centre():
-    theta = random_affine(4, SelfLabelConfig(shift=0.0, rotation=0.0, scale=0.0), torch.Generator().manual_seed(0))
+    theta = random_affine(4, _config(shift=0.0, rotation=0.0, scale=0.0), torch.Generator().manual_seed(0))
     np.testing.assert_allclose(theta.numpy(), np.tile([[1, 0, 0], [0, 1, 0]], (4, 1, 1)), atol=1e-7)
     # A shift of 1/8 of a 16-pixel side moves the content by 2 pixels.
     image = torch.zeros(1, 1, 16, 16)
@@ -237,7 +246,7 @@ def test_a_shift_moves_an_image_by_whole_pixels_and_rotation_keeps_the_centre():
     grid = torch.nn.functional.affine_grid(theta, [1, 1, 16, 16], align_corners=False)
     moved = torch.nn.functional.grid_sample(image, grid, align_corners=False)
     assert moved[0, 0, 8, 6] == pytest.approx(1.0)
-    angles = random_affine(1000, SelfLabelConfig(shift=0.0, rotation=10.0, scale=0.1), torch.Generator().manual_seed(0))
+    angles = random_affine(1000, _config(shift=0.0, rotation=10.0, scale=0.1), torch.Generator().manual_seed(0))
     assert torch.all(angles[:, :, 2] == 0)
     zoom = 1 / angles[:, 0, :2].norm(dim=1)
     assert zoom.min() >= 0.9 - 1e-6 and zoom.max() <= 1.1 + 1e-6
@@ -259,7 +268,7 @@ def test_the_classifier_learns_the_same_from_rows_kept_on_the_device_as_from_row
     X, y, _ = digit_images
     data = X.reshape(len(X), -1).astype(np.float32) / 16
     members = np.arange(0, len(X), 2)
-    config = SelfLabelConfig(steps=120, width=4, image_shape=(8, 8))
+    config = _config(steps=120, width=4, image_shape=(8, 8))
 
     def train():
         classifier, history = selflabel.fit(data, members, y[members], 10, config, seed=0, device=device,

@@ -15,7 +15,8 @@ from encluster import EncodingClusterer
 from encluster.cli import build_parser
 from encluster.errors import ConfigError
 from encluster.params import Either, Interval, Options, Sizes
-from encluster.presets import ALIASES, DEFAULT_PRESET, PRESET_NAMES, get_preset, read_preset
+from encluster.presets import ALIASES, DEFAULT_PRESET, PRESET_NAMES, read_preset
+from encluster.stages import get_preset
 from encluster.runs import RunConfig
 from encluster.stages import GROUPS, METHODS, SETTINGS
 
@@ -99,7 +100,7 @@ def test_a_preset_with_an_unknown_setting_is_refused(monkeypatch):
 
     monkeypatch.setattr(presets, "read_preset", lambda name: {"method": "n2d", "n_neigbours": 5})
     with pytest.raises(ConfigError, match=r"unknown settings \['n_neigbours'\]"):
-        presets.get_preset("n2d")
+        get_preset("n2d")
 
 
 def test_the_docs_show_every_setting_and_every_flag_generated_from_the_code():
@@ -198,3 +199,32 @@ def test_a_method_is_a_choice_of_declared_stages():
         "umap": (False, True, "gmm", None)}
     with pytest.raises(ValueError, match="no such stage"):
         Pipeline(encoder=True, embedding=False, clustering="dbscan")
+
+
+def test_the_configurations_a_stage_builds_have_no_defaults_of_their_own():
+    """A default lives in its setting's declaration (or a preset's TOML), nowhere else: every *Config and
+    *Spec dataclass, and UMAP's wrapper, takes every value from its caller."""
+    import dataclasses
+    import importlib
+    import inspect
+    import pkgutil
+
+    import encluster
+    from encluster.stages.embed import UmapEmbedding
+
+    found = {}
+    for info in pkgutil.walk_packages(encluster.__path__, "encluster."):
+        if info.name == "encluster.__main__":
+            continue
+        for name, obj in vars(importlib.import_module(info.name)).items():
+            # RunConfig is made from the declarations themselves (its defaults are theirs, None for a preset's).
+            if dataclasses.is_dataclass(obj) and name.endswith(("Config", "Spec")) and obj.__module__ == info.name \
+                    and name != "RunConfig":
+                found[name] = obj
+    assert {"TrainingConfig", "AutoencoderSpec", "ClassifierSpec", "RefinementConfig", "SelfLabelConfig"} <= set(found)
+    for name, cls in found.items():
+        defaulted = [f.name for f in dataclasses.fields(cls)
+                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+        assert not defaulted, f"{name} has defaults of its own: {defaulted}"
+    parameters = inspect.signature(UmapEmbedding.__init__).parameters.values()
+    assert all(p.default is inspect.Parameter.empty for p in parameters)

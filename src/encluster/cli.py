@@ -12,8 +12,8 @@ from . import __version__
 from .errors import DataError, EnclusterError, RunDirError
 from .memory import bound_heap_growth
 from .params import Interval, argument_type, add_flags
-from .presets import DEFAULT_PRESET, get_preset
-from .stages import GROUPS
+from .presets import DEFAULT_PRESET
+from .stages import GROUPS, get_preset
 from .training import TrainingInterrupted
 
 log = logging.getLogger("encluster")

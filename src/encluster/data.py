@@ -9,42 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .dataset import Dataset
 from .download import cache_dir, download_set
 from .errors import DataError
+from .formats import load_file
 from .idx import read_idx
 from .scaling import Scaler
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("all", "train", "test")
-
-
-@dataclass
-class Dataset:
-    """Samples, their labels when known, and how to show a sample as an image.
-
-    X : ndarray of shape (n_samples, n_features)
-        float32 in [0, 1] when loaded with ``scale=True``, the raw values otherwise.
-    y : ndarray of shape (n_samples,) or None
-        Integer labels, when the source has them.
-    image_shape : tuple or None
-        ``(height, width)`` or ``(height, width, 3)`` when samples are images.
-    class_names : list of str or None
-        Name of each label value, when known.
-    feature_names : list of str or None
-        Name of each feature (a table's column names), when known.
-    """
-
-    name: str
-    X: np.ndarray
-    y: np.ndarray | None = None
-    image_shape: tuple | None = None
-    class_names: list | None = None
-    feature_names: list | None = None
-
-    @property
-    def n_samples(self):
-        return self.X.shape[0]
 
 
 @dataclass(frozen=True)
@@ -130,9 +104,10 @@ def load_dataset(name_or_path, *, split="all", data_dir=None, label_column=None,
         dataset = _load_idx_set(FASHION_MNIST, split, search_dirs(FASHION_MNIST.name, data_dir), download=True)
     elif key == "digits":
         dataset = _load_digits()
+    elif not Path(name_or_path).exists():
+        raise DataError(f"{name_or_path}: no such file or folder; give a built-in name ({', '.join(BUILTIN)}) "
+                        "or the path to a .npy, .npz, .csv or .parquet file or an image folder")
     else:
-        from .formats import load_file
-
         dataset = load_file(name_or_path, label_column=label_column)
     if max_samples is not None:
         dataset = _subset(dataset, max_samples, random_state)

@@ -16,10 +16,10 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from .distributed import current
 from .errors import ConfigError, DataError, NotFittedError, TrainingDiverged
 from .params import take
-from .presets import get_preset
+from .persistence import load_model, save_model
 from .memory import measured
 from .scaling import ScaledRows, Scaler, row_range, summarise
-from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, refine, resolve_method, selflabel
+from .stages import BY_NAME, METHODS, SETTINGS, cluster, embed, encode, get_preset, refine, resolve_method, selflabel
 from .validation import check_members_per_cluster, check_n_clusters, check_samples
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,9 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     __init__.__signature__ = _SIGNATURE
 
-    def _resolved(self):
-        """Every setting's value: the preset's, with this estimator's explicit settings on top, each checked."""
+    def resolved_params(self):
+        """Every setting's value as `fit` uses it: the preset's, with this estimator's explicit settings on top,
+        each checked (`get_params` gives only what was set, None standing for the preset's)."""
         values = get_preset(self.preset)
         for setting in SETTINGS:
             value = getattr(self, setting.name)
@@ -172,7 +173,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             Keep training state in files so an interrupted fit can resume exactly.
         """
         # Parameter checks first, then the data-dependent ones (as scikit-learn orders them).
-        values = self._resolved()
+        values = self.resolved_params()
         device = _check_device(values["device"])
         encoding, embedding = take(encode.EncodeSettings, values), take(embed.EmbedSettings, values)
         clustering, refinement = take(cluster.ClusterSettings, values), take(refine.RefineSettings, values)
@@ -221,23 +222,18 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         with measure("encode"):
             self.codes_ = self._encode_shards(data, group, device)
 
-        layouts, self.layout_agreement_ = [None], None  # each (embedding, embedded); None: cluster the codes
+        layouts = [(None, None)]  # each (embedding, embedded); None: cluster the codes themselves
         if pipeline.embedding:
             with measure("embed"):
                 layouts = [embed.fit(self.codes_, encode.per_cluster(k), embedding, seed=self.seed_ + i, group=group)
                            for i in range(embed.layouts_for(len(X), embedding))]
 
         with measure("cluster"):
-            found = [cluster.fit(self.codes_ if layout is None else layout[1], self.codes_, clustering,
-                                 pipeline.clustering, seed=self.seed_, group=group) for layout in layouts]
-            kept, agreement = cluster.most_agreeing([clusters.labels for clusters in found])
-            if len(layouts) > 1:
-                self.layout_agreement_ = {"layouts": len(layouts), "kept": kept, "agreement": agreement}
-                log.info("UMAP laid out %d times; kept layout %d, whose clusters agree best with the others' "
-                         "(mean ARI %.3f; the others %s)", len(layouts), kept, agreement[kept],
-                         ", ".join(f"{a:.3f}" for i, a in enumerate(agreement) if i != kept))
-            self.embedding_, self.embedded_ = layouts[kept] or (None, None)
-            found, layouts = found[kept], None
+            kept, found, self.layout_agreement_ = cluster.fit_most_agreeing(
+                [embedded for _, embedded in layouts], self.codes_, clustering, pipeline.clustering, seed=self.seed_,
+                group=group)
+            self.embedding_, self.embedded_ = layouts[kept]
+            layouts = None
             self.labels_, self.cluster_centers_, self.mixture_ = found.labels, found.centers, found.mixture
             self.cluster_selection_, self.n_clusters_ = found.selection, len(found.centers)
             self.refinement_history_ = []
@@ -259,7 +255,9 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _self_label(self, data, device, checkpoint, group):
         """Train the classifier on the surest members and relabel every sample with it."""
-        members = group.on_main(lambda: {"members": self._sure_members(self.selflabeling_.neighbors)})["members"]
+        members = group.on_main(lambda: {"members": selflabel.sure_members_of(
+            self.embedding_, self.codes_, self.labels_, self.n_clusters_, self.selflabeling_.neighbors, self.seed_)})[
+            "members"]
         steps = selflabel.steps_for(self.selflabeling_.steps, len(members))
         if steps < self.selflabeling_.steps:
             log.info("self-labelling: %d steps instead of %d, %d passes over the %d sure members", steps,
@@ -277,24 +275,6 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             if np.any(labels == c):
                 self.cluster_centers_[c] = self.codes_[labels == c].mean(axis=0)
         self.labels_ = labels
-
-    def _sure_members(self, n_neighbors):
-        """The rows whose nearest neighbours in code space all share their cluster: from UMAP's
-        neighbour graph where it has enough neighbours, else from an exact search of the codes
-        (of at most `embed.MAX_UMAP_FIT_SAMPLES` of them, a seeded sample)."""
-        graph = getattr(self.embedding_, "neighbours_", None)
-        if graph is not None and graph.shape[1] > min(n_neighbors, len(graph) - 1):
-            rows = self.embedding_.fit_rows_
-        else:
-            from sklearn.neighbors import NearestNeighbors
-
-            n = len(self.codes_)
-            rows = np.arange(n) if n <= embed.MAX_UMAP_FIT_SAMPLES else np.sort(
-                np.random.default_rng(self.seed_).choice(n, embed.MAX_UMAP_FIT_SAMPLES, replace=False))
-            codes = self.codes_[rows]
-            graph = NearestNeighbors(n_neighbors=min(n_neighbors + 1, len(rows)), n_jobs=-1).fit(codes) \
-                .kneighbors(codes, return_distance=False)
-        return selflabel.sure_members(graph, self.labels_, rows, self.n_clusters_, n_neighbors)
 
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
@@ -398,16 +378,12 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         receives them. ``training_rows=False`` leaves them out: the loaded model keeps its labels,
         centres, `transform` and `decode`, but `predict` is refused with a message saying why.
         """
-        from .persistence import save_model
-
         self._check_fitted()
         save_model(self, path, training_rows=training_rows)
 
     @classmethod
     def load(cls, path):
         """Load a model written by `save`; refuses tampered or incompatible files."""
-        from .persistence import load_model
-
         return load_model(cls, path)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BUILTIN, Dataset
+from .dataset import Dataset
 from .errors import DataError
 from .validation import check_labels, check_samples
 
@@ -25,8 +25,8 @@ def load_file(path, *, label_column=None):
     """Read the user's own data, unscaled: .npy, .npz, .csv or a folder of images."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder; give a built-in name ({', '.join(BUILTIN)}) "
-                        "or the path to a .npy, .npz, .csv or .parquet file or an image folder")
+        raise DataError(f"{path}: no such file or folder; give the path to a .npy, .npz, .csv or .parquet file or an "
+                        "image folder")
     if path.is_dir():
         return _load_image_folder(path)
     suffix = path.suffix.lower()

@@ -13,6 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from .errors import DataError
+from .stages.cluster import kmeans_sampled
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ def score_run(y, labels, n_clusters, baseline_rows=None, *, space=None, random_s
     needs no labels (also made in `space`, where the encoding's clusters were found, when given).
     With labels, the scores of both, the confusion table and the matching of clusters to classes;
     without, None each."""
-    from .stages.cluster import kmeans_sampled
-
     scores = {name: None for name in SCORE_NAMES}
     baseline = None
     if baseline_rows is not None:

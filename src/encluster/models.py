@@ -43,11 +43,11 @@ class AutoencoderSpec:
     n_features: int
     hidden: tuple
     code_size: int
-    decoder_hidden: tuple | None = None
-    activation: str = "sigmoid"
-    code_activation: str = "sigmoid"
-    output_activation: str = "sigmoid"
-    init: str = "xavier"
+    decoder_hidden: tuple | None
+    activation: str
+    code_activation: str
+    output_activation: str
+    init: str
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -140,7 +140,7 @@ class ClassifierSpec:
     n_features: int
     n_classes: int
     width: int
-    image_shape: tuple | None = None
+    image_shape: tuple | None
 
     def __post_init__(self):
         if self.image_shape is not None:

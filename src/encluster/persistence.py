@@ -126,7 +126,7 @@ def load_model(cls, path):
         refinement_history = [float(h) for h in meta["refinement_history"]]
         training = TrainingConfig(**meta["training"])
         est = cls(**meta["params"])
-        est._resolved()  # every setting checked as fit checks it: a forged device or range is refused here
+        est.resolved_params()  # every setting checked as fit checks it: a forged device or range is refused here
         scaler_mode = meta["scaler"]
         n_features, n_clusters = int(meta["n_features_in"]), int(meta["n_clusters"])
         seed, history = int(meta["seed"]), [float(h) for h in meta["history"]]

@@ -69,7 +69,7 @@ class _RunConfigMethods:
         """The `EncodingClusterer` this run fits. For `images`, "auto" scaling keeps pixels on [0, 1]
         whatever their type (they share one scale already, and the report shows them so)."""
         est = EncodingClusterer(**{s.name: getattr(self, s.name) for s in MODEL_SETTINGS}, verbose=verbose)
-        if images and est._resolved()["scaling"] == "auto":
+        if images and est.resolved_params()["scaling"] == "auto":
             est.set_params(scaling="minmax")
         return est
 
@@ -119,7 +119,7 @@ def _write_config(staged, config):
 def _with_resolved_precision(config):
     """`config` with precision "auto" (or the preset's) replaced by what this machine computes in,
     so that ``--config`` reruns it in the same precision wherever it runs."""
-    settings = config.estimator()._resolved()
+    settings = config.estimator().resolved_params()
     device = torch.device(settings["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         return config  # the fit names the problem
@@ -142,7 +142,7 @@ def warn_if_environment_differs(path):
 
 
 def _check_batches(config, group):
-    settings = config.estimator()._resolved()
+    settings = config.estimator().resolved_params()
     group.check_batch(settings["batch_size"])
     if settings["method"] in ("dec", "idec"):
         group.check_batch(settings["refine_batch_size"], what="refine_batch_size")

@@ -62,13 +62,13 @@ class TrainingConfig:
         default network takes about half the time. See `resolve_precision` for "auto".
     """
 
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    loss: str = "bce"
-    schedule: str = "constant"
-    corruption: float = 0.0
-    precision: str = "float32"
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    loss: str
+    schedule: str
+    corruption: float
+    precision: str
 
     def __post_init__(self):
         if self.loss not in LOSSES:

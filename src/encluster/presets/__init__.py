@@ -1,7 +1,8 @@
 """Named bundles of settings, one TOML file each in this folder: plain data, read with `tomllib`.
 
 A preset names only the settings it changes; every other setting takes the default declared
-beside it in its stage (`encluster.stages`), which is N2D's published network. The files:
+beside it in its stage, which is N2D's published network (`encluster.stages.get_preset` checks a
+preset against those declarations). The files:
 
 - ``original.toml``: the original experiment (k-means on a 3-number code); ``seed`` is its former name.
 - ``n2d.toml``, ``dec.toml``, ``idec.toml``: the published methods on the network they were published with.
@@ -27,15 +28,3 @@ def read_preset(name):
     if name not in PRESET_NAMES:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     return tomllib.loads((FOLDER / f"{name}.toml").read_text(encoding="utf-8"))
-
-
-def get_preset(name):
-    """Every preset-decided setting's value under the named preset, checked against its declaration."""
-    from ..stages import SETTINGS
-
-    given = read_preset(name)
-    declared = {s.name: s for s in SETTINGS if s.preset}
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ConfigError(f"preset {name!r} sets unknown settings {unknown}; known ones are {sorted(declared)}")
-    return {key: setting.check(given.get(key, setting.default)) for key, setting in declared.items()}

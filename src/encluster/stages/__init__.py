@@ -13,6 +13,8 @@ the estimator, the presets, ``config.json`` and the command line show them.
 
 from dataclasses import dataclass
 
+from .. import presets
+from ..errors import ConfigError
 from ..params import Either, Interval, Nothing, Options, Pattern, Setting
 from ..presets import PRESET_NAMES, DEFAULT_PRESET
 from . import cluster, embed, encode, refine, selflabel
@@ -75,3 +77,14 @@ GROUPS = (("pipeline", PIPELINE), ("encode: the autoencoder", encode.SETTINGS), 
           ("selflabel: a classifier on the surest members", selflabel.SETTINGS), ("runtime", RUNTIME))
 SETTINGS = tuple(setting for _, group in GROUPS for setting in group)
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def get_preset(name):
+    """Every preset-decided setting's value under the named preset (`encluster.presets`), checked
+    against its declaration: the preset's own values over the declared defaults."""
+    given = presets.read_preset(name)
+    declared = {s.name: s for s in SETTINGS if s.preset}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ConfigError(f"preset {name!r} sets unknown settings {unknown}; known ones are {sorted(declared)}")
+    return {key: setting.check(given.get(key, setting.default)) for key, setting in declared.items()}

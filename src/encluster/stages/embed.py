@@ -36,7 +36,8 @@ SETTINGS = (
 )
 EmbedSettings = settings_class("EmbedSettings", SETTINGS, "How UMAP embeds the codes.")
 # Seeded UMAP runs single-threaded: umap-learn trades its parallel layout for repeatability.
-DEFAULTS = {"n_neighbors": 20, "min_dist": 0.0}
+# N2D's min_dist: clusters packed tight (no setting).
+MIN_DIST = 0.0
 # Above this many samples UMAP is fitted on a seeded sample and the rest placed by `transform`.
 MAX_UMAP_FIT_SAMPLES = 100_000
 TRANSFORM_BATCH = 50_000
@@ -93,8 +94,7 @@ class UmapEmbedding:
         Seed of the layout (fit) and of the placement of new points (transform).
     """
 
-    def __init__(self, n_components, *, n_neighbors=DEFAULTS["n_neighbors"], min_dist=DEFAULTS["min_dist"],
-                 n_epochs=None, random_state=0):
+    def __init__(self, n_components, *, n_neighbors, min_dist, n_epochs, random_state):
         self.n_components = int(n_components)
         self.n_neighbors = int(n_neighbors)
         self.min_dist = float(min_dist)
@@ -282,7 +282,7 @@ def fit(codes, width, settings, *, seed, group):
     a seeded sample and the rest placed by transform. UMAP does not distribute: rank 0 fits it, and
     each process transforms its shard."""
     fit_all = len(codes) <= MAX_UMAP_FIT_SAMPLES
-    embedding = UmapEmbedding(width, n_neighbors=settings.n_neighbors,
+    embedding = UmapEmbedding(width, n_neighbors=settings.n_neighbors, min_dist=MIN_DIST,
                               n_epochs=epochs_for(min(len(codes), MAX_UMAP_FIT_SAMPLES), settings), random_state=seed)
 
     def fit_on_main():

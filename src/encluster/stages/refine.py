@@ -48,6 +48,10 @@ RefineSettings = settings_class("RefineSettings", SETTINGS, "How DEC and IDEC re
 REFINEMENTS = ("dec", "idec")
 
 
+# The Student-t kernel's degrees of freedom: 1 in both papers, and no setting.
+ALPHA = 1.0
+
+
 @dataclass
 class RefinementConfig:
     """How the refinement loop runs (built from `RefineSettings` by `config`).
@@ -67,13 +71,13 @@ class RefinementConfig:
         Degrees of freedom of the Student-t kernel (1 in both papers).
     """
 
-    gamma: float | None = 0.1
-    epochs: int = 20
-    batch_size: int = 256
-    learning_rate: float = 1e-4
-    update_interval: int = 140
-    tol: float = 0.001
-    alpha: float = 1.0
+    gamma: float | None
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    update_interval: int
+    tol: float
+    alpha: float
 
     def to_dict(self):
         return asdict(self)
@@ -83,7 +87,7 @@ def config(settings, refinement):
     """The loop's configuration for `refinement` ("dec" or "idec")."""
     return RefinementConfig(gamma=settings.gamma if refinement == "idec" else None, epochs=settings.refine_epochs,
                             batch_size=settings.refine_batch_size, learning_rate=settings.refine_learning_rate,
-                            update_interval=settings.update_interval, tol=settings.refine_tol)
+                            update_interval=settings.update_interval, tol=settings.refine_tol, alpha=ALPHA)
 
 
 def fit(autoencoder, data, centers, config, *, loss, seed, device, verbose=0, group):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from ..errors import ConfigError, ModelError
@@ -34,6 +35,7 @@ from ..progress import progress
 from ..scaling import row_range
 from ..training import (SYNC_EVERY, BatchReader, LossSum, TrainingInterrupted, adam, apply_in_batches, epoch_order,
                         learning_rate_at)
+from .embed import MAX_UMAP_FIT_SAMPLES
 from .encode import hidden_widths
 
 log = logging.getLogger(__name__)
@@ -97,16 +99,16 @@ class SelfLabelConfig:
         What training computes in (as the autoencoder's).
     """
 
-    neighbors: int = 10
-    steps: int = 6000
-    width: int = 16
-    smoothing: float = 0.1
-    image_shape: tuple | None = None
-    shift: float = 0.09
-    rotation: float = 10.0
-    scale: float = 0.1
-    noise: float = 0.1
-    precision: str = "float32"
+    neighbors: int
+    steps: int
+    width: int
+    smoothing: float
+    image_shape: tuple | None
+    shift: float
+    rotation: float
+    scale: float
+    noise: float
+    precision: str
 
     def augmentation(self):
         """The augmentations in use, by name, with their sizes (recorded with the run)."""
@@ -162,6 +164,23 @@ def sure_members(neighbours, labels, rows, n_clusters, n_neighbors):
             best = members[np.argsort(-agreement[members], kind="stable")[:MIN_MEMBERS]]
             chosen[best] = True
     return rows[chosen]
+
+
+def sure_members_of(embedding, codes, labels, n_clusters, n_neighbors, seed):
+    """`sure_members` of a fitted clustering: the rows whose nearest neighbours in code space all share
+    their cluster, from UMAP's neighbour graph (`embedding`'s) where it has enough neighbours, else from
+    an exact search of the `codes` (of at most `embed.MAX_UMAP_FIT_SAMPLES` of them, a seeded sample)."""
+    graph = getattr(embedding, "neighbours_", None)
+    if graph is not None and graph.shape[1] > min(n_neighbors, len(graph) - 1):
+        rows = embedding.fit_rows_
+    else:
+        n = len(codes)
+        rows = np.arange(n) if n <= MAX_UMAP_FIT_SAMPLES else np.sort(
+            np.random.default_rng(seed).choice(n, MAX_UMAP_FIT_SAMPLES, replace=False))
+        chosen = codes[rows]
+        graph = NearestNeighbors(n_neighbors=min(n_neighbors + 1, len(rows)), n_jobs=-1).fit(chosen) \
+            .kneighbors(chosen, return_distance=False)
+    return sure_members(graph, labels, rows, n_clusters, n_neighbors)
 
 
 def random_affine(count, config, generator):
