@@ -158,3 +158,31 @@ def test_ctrl_c_during_self_labelling_resumes_to_the_same_labels(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["selflabel"] == json.loads((reference / "metrics.json").read_text())["selflabel"]
     assert not saved.parent.exists()
+
+
+def refine_args(preset):
+    return ["--preset", preset, "--dataset", "digits", "--epochs", "2", "--refine-epochs", "60", "--refine-tol", "0",
+            "--refine-batch-size", "64", "--no-plots", "--no-baseline", "--no-report", "-q", "--seed", "4"]
+
+
+@pytest.mark.parametrize("preset", ["dec", "idec"])
+def test_ctrl_c_during_refinement_resumes_to_the_same_labels(tmp_path, preset):
+    reference = tmp_path / "reference"
+    done = subprocess.run([sys.executable, "-m", "encluster", "run", *refine_args(preset), "--out", str(reference)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "run"
+    proc = start(*refine_args(preset), "--out", out)
+    # Refinement keeps a checkpoint at each of its epochs' end: once there is one, it is refining.
+    saved = checkpoint_of(out).with_name("checkpoint.refine.pt")
+    wait_for(saved, proc, timeout=200)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "refining clusters" in err, err
+    assert saved.exists() and not out.exists()
+    resumed = subprocess.run([sys.executable, "-m", "encluster", "run", "--resume", str(out), "-q"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert np.array_equal(np.load(out / "assignments.npy"), np.load(reference / "assignments.npy"))
+    assert np.array_equal(np.load(out / "codes.npy"), np.load(reference / "codes.npy"))
+    assert not saved.parent.exists()

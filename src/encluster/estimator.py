@@ -240,7 +240,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             if self.refinement_ is not None:
                 self.labels_, self.cluster_centers_, self.refinement_history_ = refine.fit(
                     self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=training.loss,
-                    seed=self.seed_, device=device, verbose=self.verbose, group=group)
+                    seed=self.seed_, device=device, verbose=self.verbose, checkpoint=checkpoint, group=group)
                 self.codes_ = self._encode_shards(data, group, device)
         self.clustered_labels_, self.classifier_, self.selflabel_ = self.labels_, None, None
         if self.selflabeling_ is not None and self.n_clusters_ > 1:

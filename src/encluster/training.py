@@ -150,10 +150,11 @@ class Checkpoint:
             raise ModelError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
                              "start over without --resume") from None
 
-    def remove(self, stages=("selflabel",)):
-        """Delete the checkpoint files of pretraining and of `stages`, once the run is complete."""
-        for stage in (None, *stages):
-            self.stage_path(stage).unlink(missing_ok=True)
+    def remove(self):
+        """Delete the checkpoint files of every stage, once the run is complete."""
+        self.path.unlink(missing_ok=True)
+        for path in self.path.parent.glob(f"{self.path.stem}.*{self.path.suffix}"):
+            path.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -215,18 +216,10 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
     """
     group = group or current()
     group.check_batch(config.batch_size)
-    run = _TrainingRun(model, X, config, generator, device, checkpoint, group)
-    if checkpoint is not None and checkpoint.resume:
-        run.restore(checkpoint.load())
-    if checkpoint is not None:
-        checkpoint.active = True
-    try:
-        run.loop(verbose)
-    finally:
-        if checkpoint is not None:
-            checkpoint.active = False
+    task = _Pretraining(model, X, config, generator, device, group)
+    StepLoop(task, "training", checkpoint=checkpoint, group=group, device=device, verbose=verbose).run()
     model.eval()
-    return run.state["history"]
+    return task.state["history"]
 
 
 def adam(parameters, learning_rate):
@@ -258,12 +251,120 @@ def batch_loss(network, inputs, target, loss_fn, precision, device_type="cpu"):
     return loss_fn(pre_activation.float(), target)
 
 
-class _TrainingRun:
-    """The loop's state in one place, so it can be saved and restored mid-epoch."""
+class StepLoop:
+    """The one training loop every network trains through (nanoGPT's ``train.py`` is the model): the
+    autoencoder's pretraining, DEC/IDEC refinement and the self-labelling classifier.
 
-    def __init__(self, model, data, config, generator, device, checkpoint, group):
-        self.model = model.to(device).train()
-        self.data, self.config, self.generator, self.checkpoint = data, config, generator, checkpoint
+    A stage gives it a *task*: one optimizer step at a time, the task's state and its budget. The
+    loop owns the rest, the same way for every network: the progress bar, reading the loss (every
+    `SYNC_EVERY` steps and at each of the task's boundaries, so the device is not waited for at
+    every step), the stop check across processes (Ctrl-C on any one stops all at the same step),
+    checkpoints, resuming from one, and telling Ctrl-C that training can stop cleanly.
+
+    The task provides:
+
+    - ``state``: a dict with at least ``step`` (the loop counts it) and ``total`` (the loss read so far);
+    - ``total_steps``; ``start()``: before each step, False when the task is done early (DEC converged);
+    - ``step()``: one optimizer step, returning the loss (left on the device) and its weight;
+    - ``at_boundary()``: whether the step just taken ends a unit the task records (an epoch, a window
+      of steps); ``record()`` then records it and returns ``(done, units, loss)`` for the progress bar;
+    - ``running_loss()``: the loss to show between boundaries, or None;
+    - ``checkpoint_due(boundary)``: whether to keep a checkpoint now;
+    - ``snapshot()`` / ``restore(saved)``: the state to keep and to continue from; ``before_save()``,
+      called on every process before a checkpoint is written (a collective may happen there).
+    """
+
+    def __init__(self, task, name, *, checkpoint, group, device, verbose=0, stage=None, unit="epoch",
+                 fix="lower learning_rate (--learning-rate)"):
+        self.task, self.name, self.checkpoint, self.group, self.stage = task, name, checkpoint, group, stage
+        self.device, self.verbose, self.unit, self.fix = torch.device(device), verbose, unit, fix
+
+    def run(self):
+        task, checkpoint, group = self.task, self.checkpoint, self.group
+        if checkpoint is not None and checkpoint.resume:
+            saved = checkpoint.load(stage=self.stage)
+            if saved is not None:
+                task.restore(saved)
+                log.info("resuming %s at step %d", self.name, task.state["step"])
+        state = task.state  # the restored one, where there was a checkpoint
+        if checkpoint is not None:
+            checkpoint.active = True
+        running = LossSum(self.device, fix=self.fix)
+        try:
+            with progress(self.name, task.total_steps, self.verbose if group.is_main else 0, unit=self.unit) as bar:
+                bar.advance(state["step"])
+                while state["step"] < task.total_steps and task.start():
+                    running.add(*task.step())
+                    state["step"] += 1
+                    bar.advance(1)
+                    boundary = task.at_boundary()
+                    if state["step"] % SYNC_EVERY and not boundary:
+                        continue
+                    state["total"] += running.read()
+                    shown = task.running_loss()
+                    if shown is not None:
+                        bar.advance(0, loss=shown)
+                    if boundary:
+                        done, units, loss = task.record()
+                        bar.epoch_done(done, units, loss=loss)
+                    if checkpoint is None:
+                        continue
+                    if group.any(checkpoint.stop.is_set()):
+                        self._save()
+                        group.barrier()  # the checkpoint is complete before any process may resume from it
+                        raise TrainingInterrupted(f"stopped {self.name} at step {state['step']}; checkpoint in "
+                                                  f"{checkpoint.stage_path(self.stage)}")
+                    if task.checkpoint_due(boundary):
+                        self._save()
+        finally:
+            if checkpoint is not None:
+                checkpoint.active = False
+
+    def _save(self):
+        self.task.before_save()
+        if self.group.is_main:
+            self.checkpoint.save({**self.task.snapshot(), "world_size": self.group.world_size}, stage=self.stage)
+
+
+def check_world_size(saved, group):
+    """A checkpoint's epoch order is split for the processes that wrote it; another number would not
+    continue it exactly."""
+    if saved.get("world_size", 1) != group.world_size:
+        raise ConfigError(f"the checkpoint was written by {saved.get('world_size', 1)} process(es), this run has "
+                          f"{group.world_size}; resume with the same number of processes")
+
+
+class StepTask:
+    """What every `StepLoop` task keeps in a checkpoint and restores from one: its `module`'s weights,
+    its `optimizer`, its `generator` and its `state`. A task sets those (and `group`) and adds the
+    steps; `before_save` and `running_loss` do nothing unless it says otherwise."""
+
+    def snapshot(self):
+        return {**self.state, "model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def restore(self, saved):
+        check_world_size(saved, self.group)
+        self.module.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.generator.set_state(saved["generator"])
+        self.state = {k: saved[k] for k in self.state}
+        self.state["history"] = list(self.state["history"])
+
+    def before_save(self):
+        pass
+
+    def running_loss(self):
+        return None
+
+
+class _Pretraining(StepTask):
+    """The autoencoder's pretraining as a `StepLoop` task: epochs of shuffled batches, the loss
+    history one mean per epoch, a checkpoint at each epoch's end (and mid-epoch on a stop)."""
+
+    def __init__(self, model, data, config, generator, device, group):
+        self.model = self.module = model.to(device).train()
+        self.data, self.config, self.generator = data, config, generator
         self.device = torch.device(device)
         self.group = group
         self.network = group.data_parallel(self.model)
@@ -271,29 +372,19 @@ class _TrainingRun:
         self.loss_fn = reconstruction_loss(config.loss, model.output_activation)
         self.padded = group.padded(len(data))
         self.total_steps = math.ceil(self.padded / config.batch_size) * config.epochs
+        self.rows_of = BatchReader(data, self.device, next(model.parameters()).dtype)
+        self.order = None  # the epoch's order where the rows are
         # Epoch, batch offset within it, that epoch's sample order and its loss so far (this process's share
         # of it while the epoch runs; the sum over all processes in a checkpoint).
         self.state = {"epoch": 0, "start": 0, "step": 0, "order": None, "total": 0.0, "history": []}
 
-    def snapshot(self):
-        return {**self.state, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state(), "world_size": self.group.world_size}
-
     def restore(self, saved):
-        if saved is None:
-            return
-        # The saved epoch order is split for that many processes; another number would not continue it exactly.
-        if saved.get("world_size", 1) != self.group.world_size:
-            raise ConfigError(f"the checkpoint was written by {saved.get('world_size', 1)} process(es), this run has "
-                              f"{self.group.world_size}; resume with the same number of processes")
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.generator.set_state(saved["generator"])
-        self.state = {k: saved[k] for k in self.state}
-        self.state["history"] = list(self.state["history"])
+        super().restore(saved)
         if not self.group.is_main:
             self.state["total"] = 0.0  # the checkpoint holds the sum over processes; count it once
-        log.info("resuming training at epoch %d, sample %d", self.state["epoch"] + 1, self.state["start"])
+
+    def before_save(self):
+        self.state["total"] = self.summed_loss()
 
     def corrupted(self, window, batch):
         """The network's input for `batch`: the batch itself, or, when denoising, a copy with
@@ -305,57 +396,48 @@ class _TrainingRun:
         keep = torch.rand((len(window), batch.shape[1]), generator=self.generator) >= self.config.corruption
         return batch * self.group.batch_share(keep).to(batch.device)
 
-    def step(self, inputs, batch):
-        """One optimizer step; return the batch's loss, left on the device."""
+    def start(self):
+        state = self.state
+        if state["order"] is None:
+            state.update(order=epoch_order(len(self.data), self.generator, self.group), start=0, total=0.0)
+            self.order = None
+        if self.order is None:
+            self.order = self.rows_of.place(state["order"])
+        return True
+
+    def step(self):
+        """One optimizer step; return the batch's loss, left on the device, and its row count."""
+        state, size = self.state, self.config.batch_size
+        window = state["order"][state["start"] : state["start"] + size]
+        batch = self.rows_of(self.group.batch_share(self.order[state["start"] : state["start"] + size]))
         for param_group in self.optimizer.param_groups:
-            param_group["lr"] = learning_rate_at(self.state["step"], self.total_steps, self.config)
-        loss = batch_loss(self.network, inputs, batch, self.loss_fn, self.config.precision, self.device.type)
+            param_group["lr"] = learning_rate_at(state["step"], self.total_steps, self.config)
+        loss = batch_loss(self.network, self.corrupted(window, batch), batch, self.loss_fn, self.config.precision,
+                          self.device.type)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.detach()
+        state["start"] += len(window)
+        return loss.detach(), len(batch)
+
+    def at_boundary(self):
+        return self.state["start"] >= self.padded
+
+    def running_loss(self):
+        return self.state["total"] * self.group.world_size / self.state["start"]  # this process's mean
+
+    def record(self):
+        state = self.state
+        state["history"].append(self.summed_loss() / self.padded)
+        state.update(epoch=state["epoch"] + 1, order=None, total=0.0)
+        return state["epoch"], self.config.epochs, state["history"][-1]
+
+    def checkpoint_due(self, boundary):
+        return boundary
 
     def summed_loss(self):
         """The epoch's loss so far, summed over all processes."""
         return self.group.all_reduce(torch.tensor(self.state["total"], dtype=torch.float64)).item()
-
-    def save(self):
-        if self.group.is_main:
-            self.checkpoint.save(self.snapshot())
-
-    def loop(self, verbose):
-        state, size, group = self.state, self.config.batch_size, self.group
-        rows_of = BatchReader(self.data, self.device, next(self.model.parameters()).dtype)
-        running = LossSum(self.device)
-        with progress("training", self.total_steps, verbose if group.is_main else 0) as bar:
-            bar.advance(state["step"])
-            while state["epoch"] < self.config.epochs:
-                if state["order"] is None:
-                    state.update(order=epoch_order(len(self.data), self.generator, group), start=0,
-                                 total=0.0)
-                order = rows_of.place(state["order"])
-                while state["start"] < self.padded:
-                    window = state["order"][state["start"] : state["start"] + size]
-                    batch = rows_of(group.batch_share(order[state["start"] : state["start"] + size]))
-                    running.add(self.step(self.corrupted(window, batch), batch), len(batch))
-                    state["step"] += 1
-                    state["start"] += len(window)
-                    bar.advance(1)
-                    if state["step"] % SYNC_EVERY and state["start"] < self.padded:
-                        continue
-                    state["total"] += running.read()
-                    bar.advance(0, loss=state["total"] * group.world_size / state["start"])  # this process's mean
-                    if self.checkpoint is not None and group.any(self.checkpoint.stop.is_set()):
-                        state["total"] = self.summed_loss()
-                        self.save()
-                        group.barrier()  # the checkpoint is complete before any process may resume from it
-                        raise TrainingInterrupted(f"stopped in epoch {state['epoch'] + 1}; "
-                                                  f"checkpoint in {self.checkpoint.path}")
-                state["history"].append(self.summed_loss() / self.padded)
-                state.update(epoch=state["epoch"] + 1, order=None, total=0.0)
-                bar.epoch_done(state["epoch"], self.config.epochs, loss=state["history"][-1])
-                if self.checkpoint is not None:
-                    self.save()
 
 
 class LossSum:

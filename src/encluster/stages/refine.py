@@ -24,9 +24,8 @@ from torch import nn
 
 from ..distributed import current
 from ..params import Interval, Setting, settings_class
-from ..progress import progress
 from ..scaling import row_range
-from ..training import adam, apply_in_batches, epoch_order, reconstruction_loss
+from ..training import StepLoop, StepTask, adam, apply_in_batches, epoch_order, reconstruction_loss
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +89,13 @@ def config(settings, refinement):
                             update_interval=settings.update_interval, tol=settings.refine_tol, alpha=ALPHA)
 
 
-def fit(autoencoder, data, centers, config, *, loss, seed, device, verbose=0, group):
+def fit(autoencoder, data, centers, config, *, loss, seed, device, verbose=0, checkpoint=None, group):
     """Refine `autoencoder` and `centers` together; return ``(labels, centers, history)``.
-    Shuffles with its own generator (seed + 1), apart from pretraining's."""
+    Shuffles with its own generator (seed + 1), apart from pretraining's. With a `checkpoint`, the
+    state is kept at every epoch's end and on a stop, and ``checkpoint.resume`` continues from it."""
     fitted = refine_clusters(autoencoder, data, centers, config, loss=loss,
                              generator=torch.Generator().manual_seed(seed + 1), device=device, verbose=verbose,
-                             group=group)
+                             checkpoint=checkpoint, group=group)
     autoencoder.to("cpu")
     return fitted
 
@@ -135,7 +135,8 @@ class _Refined(nn.Module):
         return soft_assignments(codes, self.centers, self.alpha), reconstruction
 
 
-def refine_clusters(model, data, centers, config, *, loss="mse", generator, device="cpu", verbose=0, group=None):
+def refine_clusters(model, data, centers, config, *, loss="mse", generator, device="cpu", verbose=0, checkpoint=None,
+                    group=None):
     """Train `model`'s encoder (and decoder, for IDEC) with the centres; return
     ``(labels, centers, history)``, `history` holding the fraction of changed
     assignments at each target update.
@@ -143,52 +144,92 @@ def refine_clusters(model, data, centers, config, *, loss="mse", generator, devi
     model : Autoencoder, pretrained
     data : ScaledRows or ndarray, rows in [0, 1]
     centers : ndarray of shape (n_clusters, code_size), e.g. k-means on the codes
+    checkpoint : encluster.training.Checkpoint, optional
+        Keep the state (as ``checkpoint.refine.pt``) so an interrupted refinement resumes exactly.
     group : encluster.distributed.Group, optional
         Under torchrun, batches are split over the processes as in pretraining, and the
         target is computed shard by shard with the cluster frequencies summed over all.
     """
     group = group or current()
     group.check_batch(config.batch_size, what="refinement batch_size")
-    model.to(device).train()
-    refined = _Refined(model, torch.as_tensor(centers, dtype=torch.float32, device=device).clone(), config.alpha,
-                       with_decoder=config.gamma is not None)
-    network = group.data_parallel(refined)
-    optimizer = adam(refined.parameters(), config.learning_rate)
-    reconstruction = reconstruction_loss(loss, model.output_activation)
-    n = len(data)
-    padded = group.padded(n)
-    batches_per_epoch = math.ceil(padded / config.batch_size)
-    # On a small data set, update at least once an epoch.
-    interval = min(config.update_interval, batches_per_epoch)
-    labels, history, step = None, [], 0
-    with progress("refining clusters", batches_per_epoch * config.epochs, verbose if group.is_main else 0) as bar:
-        for epoch in range(config.epochs):
-            order = epoch_order(n, generator, group)
-            for start in range(0, padded, config.batch_size):
-                if step % interval == 0:
-                    target, new_labels = _global_target(model, data, refined.centers, config.alpha, device, group)
-                    if labels is not None:
-                        history.append(float((new_labels != labels).mean()))
-                        if history[-1] < config.tol:
-                            log.info("refinement converged: %.4f%% of assignments changed", 100 * history[-1])
-                            model.eval()
-                            return new_labels, refined.centers.detach().cpu().numpy(), history
-                    labels = new_labels
-                rows = group.batch_share(order[start : start + config.batch_size])
-                batch = torch.as_tensor(data[rows.numpy()], dtype=torch.float32).to(device)
-                q, decoded = network(batch)
-                loss_value = nn.functional.kl_div(q.log(), target[rows].to(device), reduction="batchmean")
-                if decoded is not None:
-                    loss_value = reconstruction(decoded, batch) + config.gamma * loss_value
-                optimizer.zero_grad(set_to_none=True)
-                loss_value.backward()
-                optimizer.step()
-                step += 1
-                bar.advance(1)
-            bar.epoch_done(epoch + 1, config.epochs, loss=float(loss_value.detach()))
+    task = _Refining(model, data, centers, config, loss, generator, device, group)
+    StepLoop(task, "refining clusters", checkpoint=checkpoint, group=group, device=device, verbose=verbose,
+             stage="refine", fix="lower refine_learning_rate (--refine-learning-rate)").run()
     model.eval()
-    _, labels = _global_target(model, data, refined.centers, config.alpha, device, group)
-    return labels, refined.centers.detach().cpu().numpy(), history
+    state = task.state
+    if state["converged"] is not None:
+        log.info("refinement converged: %.4f%% of assignments changed", 100 * state["history"][-1])
+        labels = state["converged"].numpy()
+    else:
+        _, labels = _global_target(model, data, task.refined.centers, config.alpha, device, group)
+    return labels, task.refined.centers.detach().cpu().numpy(), state["history"]
+
+
+class _Refining(StepTask):
+    """DEC/IDEC as a `StepLoop` task: epochs of shuffled batches against a target distribution that is
+    recomputed every `update_interval` batches, until fewer than `tol` of the assignments change."""
+
+    def __init__(self, model, data, centers, config, loss, generator, device, group):
+        self.model, self.data, self.config, self.generator, self.group = model, data, config, generator, group
+        self.device = torch.device(device)
+        model.to(device).train()
+        start = torch.as_tensor(centers, dtype=torch.float32, device=device).clone()
+        self.refined = self.module = _Refined(model, start, config.alpha, with_decoder=config.gamma is not None)
+        self.network = group.data_parallel(self.refined)
+        self.optimizer = adam(self.refined.parameters(), config.learning_rate)
+        self.reconstruction = reconstruction_loss(loss, model.output_activation)
+        self.padded = group.padded(len(data))
+        batches_per_epoch = math.ceil(self.padded / config.batch_size)
+        self.total_steps = batches_per_epoch * config.epochs
+        # On a small data set, update at least once an epoch.
+        self.interval = min(config.update_interval, batches_per_epoch)
+        # labels: the assignments at the last update (a tensor, as checkpoints keep them); converged: the
+        # assignments at the update that found fewer than `tol` changed.
+        self.state = {"epoch": 0, "start": 0, "step": 0, "order": None, "total": 0.0, "target": None,
+                      "labels": None, "converged": None, "history": []}
+
+    def start(self):
+        """A new epoch's order when one begins, and the target recomputed when an update is due; False
+        once the assignments have (nearly) stopped changing."""
+        state = self.state
+        if state["order"] is None:
+            state.update(order=epoch_order(len(self.data), self.generator, self.group), start=0)
+        if state["step"] % self.interval == 0:
+            target, labels = _global_target(self.model, self.data, self.refined.centers, self.config.alpha,
+                                            self.device, self.group)
+            if state["labels"] is not None:
+                state["history"].append(float((labels != state["labels"].numpy()).mean()))
+                if state["history"][-1] < self.config.tol:
+                    state["converged"] = torch.from_numpy(labels)
+                    return False
+            state.update(target=target, labels=torch.from_numpy(labels))
+        return True
+
+    def step(self):
+        state, config = self.state, self.config
+        rows = self.group.batch_share(state["order"][state["start"] : state["start"] + config.batch_size])
+        batch = torch.as_tensor(self.data[rows.numpy()], dtype=torch.float32).to(self.device)
+        q, decoded = self.network(batch)
+        loss = nn.functional.kl_div(q.log(), state["target"][rows].to(self.device), reduction="batchmean")
+        if decoded is not None:
+            loss = self.reconstruction(decoded, batch) + config.gamma * loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        state["start"] += config.batch_size
+        return loss.detach(), len(batch)
+
+    def at_boundary(self):
+        return self.state["start"] >= self.padded
+
+    def record(self):
+        state = self.state
+        loss = state["total"] * self.group.world_size / self.padded  # this process's mean over the epoch
+        state.update(epoch=state["epoch"] + 1, order=None, total=0.0)
+        return state["epoch"], self.config.epochs, loss
+
+    def checkpoint_due(self, boundary):
+        return boundary
 
 
 def _global_target(model, data, centers, alpha, device, group):

@@ -31,9 +31,8 @@ from torch import nn
 from ..errors import ConfigError, ModelError
 from ..models import Classifier, ClassifierSpec, classifier_shapes, restored
 from ..params import Interval, Options, Setting, settings_class
-from ..progress import progress
 from ..scaling import row_range
-from ..training import (SYNC_EVERY, BatchReader, LossSum, TrainingInterrupted, adam, apply_in_batches, epoch_order,
+from ..training import (BatchReader, StepLoop, StepTask, adam, apply_in_batches, epoch_order,
                         learning_rate_at)
 from .embed import MAX_UMAP_FIT_SAMPLES
 from .encode import hidden_widths
@@ -226,82 +225,77 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 2)
         classifier = Classifier(spec)
-    generator = torch.Generator().manual_seed(seed + 2)
-    classifier.to(device).train()
-    network = group.data_parallel(classifier)
-    optimizer = adam(classifier.parameters(), LEARNING_RATE)
-    schedule = _Schedule(config.steps)
-    members, targets = np.asarray(members), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    members = np.asarray(members)
     batch_size = min(BATCH_SIZE, group.padded(len(members)))
     group.check_batch(batch_size, what="the self-labelling batch (fewer sure members than processes)")
-    feature_std = _feature_std(data, members) if config.image_shape is None else None
-    state = {"step": 0, "order": None, "start": 0, "total": 0.0, "history": []}
-    if checkpoint is not None and checkpoint.resume:
-        saved = checkpoint.load(stage="selflabel")
-        if saved is not None:
-            classifier.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            generator.set_state(saved["generator"])
-            state = {k: saved[k] for k in state}
-            state["history"] = list(state["history"])
-            log.info("resuming self-labelling at step %d", state["step"])
+    task = _Teaching(classifier, data, members, targets, config, batch_size, seed, device, group)
+    StepLoop(task, "self-labelling", checkpoint=checkpoint, group=group, device=device, verbose=verbose,
+             stage="selflabel", unit="step", fix="turn self-labelling off (--selflabel off)").run()
+    return classifier.to("cpu").eval(), task.state["history"]
 
-    def save():
-        if group.is_main:
-            checkpoint.save({**state, "model": classifier.state_dict(), "optimizer": optimizer.state_dict(),
-                             "generator": generator.get_state()}, stage="selflabel")
 
-    if checkpoint is not None:
-        checkpoint.active = True
-    device = torch.device(device)
-    rows_of, running = BatchReader(data, device), LossSum(device, fix="turn self-labelling off (--selflabel off)")
-    members_at, targets = rows_of.place(torch.as_tensor(members)), targets.to(device)
-    try:
-        with progress("self-labelling", config.steps, verbose if group.is_main else 0, unit="step") as bar:
-            bar.advance(state["step"])
-            padded, order = group.padded(len(members)), None  # order: state["order"] where batches are indexed
-            while state["step"] < config.steps:
-                if state["order"] is None or state["start"] >= padded:
-                    state.update(order=epoch_order(len(members), generator, group), start=0)
-                    order = None
-                if order is None:
-                    order = rows_of.place(state["order"])
-                window = state["order"][state["start"] : state["start"] + batch_size]
-                rows = group.batch_share(order[state["start"] : state["start"] + batch_size])
-                batch = rows_of(members_at[rows])
-                inputs = augmented(classifier, batch, window, config, generator, group, feature_std)
-                for param_group in optimizer.param_groups:
-                    param_group["lr"] = learning_rate_at(state["step"], config.steps, schedule)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
-                    logits = network(inputs)
-                loss = nn.functional.cross_entropy(logits.float(), targets[rows.to(device)],
-                                                   label_smoothing=config.smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                running.add(loss.detach())
-                state["step"] += 1
-                state["start"] += len(window)
-                bar.advance(1)
-                if state["step"] % LOSS_EVERY == 0 or state["step"] == config.steps:
-                    count = (state["step"] - 1) % LOSS_EVERY + 1
-                    state["total"] += running.read()
-                    state["history"].append(state["total"] / count)
-                    state["total"] = 0.0
-                    bar.epoch_done(state["step"], config.steps, loss=state["history"][-1])
-                if checkpoint is not None and state["step"] % SYNC_EVERY == 0:
-                    state["total"] += running.read()
-                    if group.any(checkpoint.stop.is_set()):
-                        save()
-                        group.barrier()
-                        raise TrainingInterrupted(f"stopped self-labelling at step {state['step']}; "
-                                                  f"checkpoint in {checkpoint.stage_path('selflabel')}")
-                    if state["step"] % CHECKPOINT_EVERY == 0:
-                        save()
-    finally:
-        if checkpoint is not None:
-            checkpoint.active = False
-    return classifier.to("cpu").eval(), state["history"]
+class _Teaching(StepTask):
+    """The classifier's training as a `StepLoop` task: batches of sure members, a new order whenever
+    they run out, the loss history one mean per `LOSS_EVERY` steps, a checkpoint every
+    `CHECKPOINT_EVERY` steps (and on a stop)."""
+
+    def __init__(self, classifier, data, members, targets, config, batch_size, seed, device, group):
+        self.device = torch.device(device)
+        self.classifier = self.module = classifier.to(self.device).train()
+        self.network = group.data_parallel(classifier)
+        self.optimizer = adam(classifier.parameters(), LEARNING_RATE)
+        self.generator = torch.Generator().manual_seed(seed + 2)
+        self.schedule = _Schedule(config.steps)
+        self.config, self.batch_size, self.group = config, batch_size, group
+        self.total_steps = config.steps
+        self.padded = group.padded(len(members))
+        self.n_members = len(members)
+        self.feature_std = _feature_std(data, members) if config.image_shape is None else None
+        self.rows_of = BatchReader(data, self.device)
+        self.members_at = self.rows_of.place(torch.as_tensor(members))
+        self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64).to(self.device)
+        self.order = None  # state["order"] where batches are indexed
+        self.state = {"step": 0, "order": None, "start": 0, "total": 0.0, "history": []}
+
+    def start(self):
+        state = self.state
+        if state["order"] is None or state["start"] >= self.padded:
+            state.update(order=epoch_order(self.n_members, self.generator, self.group), start=0)
+            self.order = None
+        if self.order is None:
+            self.order = self.rows_of.place(state["order"])
+        return True
+
+    def step(self):
+        state, config = self.state, self.config
+        window = state["order"][state["start"] : state["start"] + self.batch_size]
+        rows = self.group.batch_share(self.order[state["start"] : state["start"] + self.batch_size])
+        batch = self.rows_of(self.members_at[rows])
+        inputs = augmented(self.classifier, batch, window, config, self.generator, self.group, self.feature_std)
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = learning_rate_at(state["step"], config.steps, self.schedule)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16"):
+            logits = self.network(inputs)
+        loss = nn.functional.cross_entropy(logits.float(), self.targets[rows.to(self.device)],
+                                           label_smoothing=config.smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        state["start"] += len(window)
+        return loss.detach(), 1
+
+    def at_boundary(self):
+        return self.state["step"] % LOSS_EVERY == 0 or self.state["step"] == self.total_steps
+
+    def record(self):
+        state = self.state
+        count = (state["step"] - 1) % LOSS_EVERY + 1
+        state["history"].append(state["total"] / count)
+        state["total"] = 0.0
+        return state["step"], self.total_steps, state["history"][-1]
+
+    def checkpoint_due(self, boundary):
+        return self.state["step"] % CHECKPOINT_EVERY == 0
 
 
 @dataclass
