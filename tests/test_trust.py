@@ -111,8 +111,12 @@ def test_out_that_names_no_folder_of_its_own_is_refused(tmp_path, table, name):
 
 def test_resume_of_a_plain_folder_says_it_is_not_a_run(tmp_path):
     (tmp_path / "plain").mkdir()
-    one_line_error(encluster("run", "--resume", tmp_path / "plain"), "is not an encluster run")
-    one_line_error(encluster("run", "--resume", tmp_path / "absent"), "does not exist")
+    plain = encluster("run", "--resume", tmp_path / "plain")
+    one_line_error(plain, "is not an encluster run")
+    assert "complete already" not in plain.stderr and list((tmp_path / "plain").iterdir()) == []
+    absent = encluster("run", "--resume", tmp_path / "absent")
+    one_line_error(absent, "does not exist")
+    assert not (tmp_path / "absent").exists()
 
 
 def test_every_file_of_a_run_gets_the_same_permissions(tmp_path, table):
