@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -215,6 +217,40 @@ def test_edited_model_json_is_refused(fitted, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="does not match the description"):
         EncodingClusterer.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["default", "umap-table", "idec-table"])
+def test_a_model_saved_by_main_at_2384dab_loads_and_predicts_exactly_as_then(name, tmp_path):
+    """tests/data/model-2384dab-*: written before the fitted state saved itself part by part. The
+    default (CNN classifier, UMAP, mixture) on 300 digit images; umap and idec on 32 named columns
+    of them (scaler, column names, refinement history). Every prediction is as it was then."""
+    from pathlib import Path
+
+    from encluster import load_dataset
+
+    folder = Path(__file__).parent / "data" / f"model-2384dab-{name}"
+    X = load_dataset("digits", scale=False).X[:300]
+    model = EncodingClusterer.load(folder)
+    if name == "default":
+        assert model.image_shape_ == (8, 8) and model.classifier_ is not None
+        predicted = model.predict(X.reshape(-1, 8, 8))
+    else:
+        names = [f"px{i}" for i in range(8, 40)]
+        assert list(model.feature_names_in_) == names and model.scaler_.mode == "minmax"
+        predicted = model.predict(X[:, 8:40].astype(np.float64), feature_names=names)
+        assert (len(model.refinement_history_) > 0) == (name == "idec-table")
+    np.testing.assert_array_equal(predicted, np.load(folder / "predict_digits_300.npy"))
+    # Saved again by today's code, the description and every array are the ones written then.
+    model.save(tmp_path / "again")
+    then, now = (json.loads((f / "model.json").read_text()) for f in (folder, tmp_path / "again"))
+    for meta in (then, now):
+        for changing in ("encluster_version", "environment", "weights_sha256"):
+            del meta[changing]
+    assert now == then
+    from safetensors.numpy import load_file
+
+    then, now = (load_file(f / "model.safetensors") for f in (folder, tmp_path / "again"))
+    assert sorted(now) == sorted(then) and all(np.array_equal(now[k], then[k]) for k in then)
 
 
 @pytest.mark.parametrize("name, agreement", [("original", 1.0), ("n2d", 0.99)])

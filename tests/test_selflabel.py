@@ -81,12 +81,14 @@ def test_save_load_gives_the_same_predictions_and_refuses_a_damaged_classifier(f
     assert loaded.selflabel_["moved"] == fitted.selflabel_["moved"]
     np.testing.assert_array_equal(loaded.predict(X_new), fitted.predict(X_new))
     # A classifier description that does not match its weights is refused, before building it.
+    from encluster.fitted import Shape
     from encluster.persistence import META, WEIGHTS
 
     spec = fitted.classifier_.spec
+    weights, meta = selflabel.Relabelling(fitted.classifier_, fitted.selflabel_).to_arrays()
+    meta["classifier"] = {**spec.to_dict(), "width": 4096}
     with pytest.raises(ModelError, match="classifier"):
-        selflabel.from_arrays(selflabel.to_arrays(fitted.classifier_)[0], {**spec.to_dict(), "width": 4096}, 64, 10,
-                              tmp_path / WEIGHTS)
+        selflabel.Relabelling.from_arrays(weights, meta, Shape(64, 10, 3, 2, tmp_path / WEIGHTS))
     meta = json.loads((tmp_path / "model" / META).read_text())
     assert meta["classifier"]["image_shape"] == [8, 8]
 

@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .distributed import current
 from .errors import ConfigError, DataError, NotFittedError, TrainingDiverged
+from .fitted import Inputs, keep
 from .params import take
 from .persistence import load_model, save_model
 from .memory import measured
@@ -204,21 +205,20 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         self.refinement_ = refine.config(refinement, pipeline.refinement) if pipeline.refinement else None
         self.selflabeling_ = selflabel.config(take(selflabel.SelfLabelSettings, values), image_shape, X.shape[1],
                                               training.precision)
-        self.image_shape_ = image_shape
         self.world_size_ = group.world_size
-        self.seed_ = int(self.random_state if self.random_state is not None
-                         else np.random.default_rng().integers(2**31 - 1))
-        self.scaler_ = Scaler.fit(X, _scaling_for(encoding, pipeline), summary)
+        seed = int(self.random_state if self.random_state is not None else np.random.default_rng().integers(2**31 - 1))
+        keep(self, Inputs(X.shape[1], image_shape, names, Scaler.fit(X, _scaling_for(encoding, pipeline), summary),
+                          seed))
         data = ScaledRows(X, self.scaler_)
         self.timings_, self.peak_memory_mb_ = {}, {}
         measure = functools.partial(measured, seconds=self.timings_, peaks=self.peak_memory_mb_)
 
         with measure("train"):
-            self.autoencoder_, self.history_ = None, []
+            network, history = None, []
             if spec is not None:
-                self.autoencoder_, self.history_ = encode.fit(data, spec, training, seed=self.seed_, device=device,
-                                                              verbose=self.verbose, checkpoint=checkpoint,
-                                                              group=group)
+                network, history = encode.fit(data, spec, training, seed=self.seed_, device=device,
+                                              verbose=self.verbose, checkpoint=checkpoint, group=group)
+            keep(self, encode.Network(network, history, training))
         with measure("encode"):
             self.codes_ = self._encode_shards(data, group, device)
 
@@ -229,28 +229,27 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                            for i in range(embed.layouts_for(len(X), embedding))]
 
         with measure("cluster"):
-            kept, found, self.layout_agreement_ = cluster.fit_most_agreeing(
+            kept, found, agreement = cluster.fit_most_agreeing(
                 [embedded for _, embedded in layouts], self.codes_, clustering, pipeline.clustering, seed=self.seed_,
                 group=group)
-            self.embedding_, self.embedded_ = layouts[kept]
+            embedding, embedded = layouts[kept]
+            keep(self, embed.Layout(embedding, agreement, embedded))
             layouts = None
-            self.labels_, self.cluster_centers_, self.mixture_ = found.labels, found.centers, found.mixture
-            self.cluster_selection_, self.n_clusters_ = found.selection, len(found.centers)
-            self.refinement_history_ = []
+            keep(self, found)
+            keep(self, refine.Refinement([]))
             if self.refinement_ is not None:
-                self.labels_, self.cluster_centers_, self.refinement_history_ = refine.fit(
+                labels, centers, history = refine.fit(
                     self.autoencoder_, data, self.cluster_centers_, self.refinement_, loss=training.loss,
                     seed=self.seed_, device=device, verbose=self.verbose, checkpoint=checkpoint, group=group)
+                keep(self, cluster.Clusters(labels, centers, selection=found.selection))
+                keep(self, refine.Refinement(history))
                 self.codes_ = self._encode_shards(data, group, device)
-        self.clustered_labels_, self.classifier_, self.selflabel_ = self.labels_, None, None
+        keep(self, selflabel.Relabelling(None, None, self.labels_))
         if self.selflabeling_ is not None and self.n_clusters_ > 1:
             with measure("selflabel"):
                 self._self_label(data, device, checkpoint, group)
-        self.n_features_in_ = X.shape[1]
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_  # a refit on an unnamed array forgets the earlier names
+        if names is None and hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_  # scikit-learn's convention: the attribute exists only where names were given
         return self
 
     def _self_label(self, data, device, checkpoint, group):
@@ -263,14 +262,15 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             log.info("self-labelling: %d steps instead of %d, %d passes over the %d sure members", steps,
                      self.selflabeling_.steps, selflabel.MAX_PASSES, len(members))
         config = self.selflabeling_ = dataclasses.replace(self.selflabeling_, steps=steps)
-        self.classifier_, history = selflabel.fit(data, members, self.labels_[members], self.n_clusters_, config,
+        classifier, history = selflabel.fit(data, members, self.labels_[members], self.n_clusters_, config,
                                                   seed=self.seed_, device=device, verbose=self.verbose,
                                                   checkpoint=checkpoint, group=group)
-        labels = selflabel.classify_shards(self.classifier_, data, group, device)
+        labels = selflabel.classify_shards(classifier, data, group, device)
         moved, pairs = selflabel.moves(self.labels_, labels, self.n_clusters_)
         log.info("self-labelling: %d sure members taught the classifier; it moved %d of %d samples", len(members),
                  moved, len(labels))
-        self.selflabel_ = selflabel.summary(config, members, len(labels), history, moved, pairs)
+        keep(self, selflabel.Relabelling(classifier, selflabel.summary(config, members, len(labels), history, moved,
+                                                                       pairs), self.labels_))
         for c in range(self.n_clusters_):  # the centres follow their members (one left empty keeps its own)
             if np.any(labels == c):
                 self.cluster_centers_[c] = self.codes_[labels == c].mean(axis=0)

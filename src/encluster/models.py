@@ -3,6 +3,7 @@
 import math
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 
 from .errors import ConfigError, ModelError
@@ -213,7 +214,7 @@ def classifier_shapes(spec):
 def restored(build, tensors, prefix, expected, where):
     """The network `build()` makes, with the weights named ``prefix + name`` in `tensors`: their names
     and shapes are checked against `expected` first, so a tampered file cannot make us allocate."""
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix):]: torch.as_tensor(v) for k, v in tensors.items() if k.startswith(prefix)}
     if set(state) != set(expected) or any(tuple(state[k].shape) != expected[k] for k in expected):
         raise ModelError(f"{where}: {prefix.rstrip('.')} weight names or shapes do not match its description in "
                          "model.json")

@@ -11,7 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -19,11 +18,11 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .atomic import atomic_write, atomic_write_json
 from .errors import ModelError
+from .fitted import Inputs, Shape, gather, keep
 from .models import AutoencoderSpec
 from .provenance import environment
-from .scaling import MODES, Scaler
-from .stages import cluster, embed, encode, selflabel
-from .training import TrainingConfig
+from .scaling import MODES
+from .stages import cluster, embed, encode, refine, selflabel
 
 FORMAT = "encluster-model"
 FORMAT_VERSION = 2
@@ -31,40 +30,22 @@ WEIGHTS = "model.safetensors"
 META = "model.json"
 
 
+# The fitted state, part by part, in the order loading needs: each part is checked against the
+# model's `Shape`, which only the description's top entries give.
+PARTS = (Inputs, encode.Network, embed.Layout, cluster.Clusters, refine.Refinement, selflabel.Relabelling)
+
+
 def save_model(est, path, *, training_rows=True):
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    network, described_network = encode.to_arrays(est.autoencoder_)
-    classifier, described_classifier = selflabel.to_arrays(getattr(est, "classifier_", None))
-    umap_arrays, umap_settings = embed.to_arrays(est.embedding_, training_rows)
-    arrays = {**umap_arrays, **cluster.to_arrays(cluster.Clusters(est.labels_, est.cluster_centers_, est.mixture_))}
-    if est.scaler_.offset is not None:
-        arrays.update({"scaler.offset": est.scaler_.offset, "scaler.span": est.scaler_.span})
-    tensors = {**network, **classifier, **{k: torch.as_tensor(v).contiguous() for k, v in arrays.items()}}
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "encluster_version": __version__,
-        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()},
-        "method": est.method_,
-        "autoencoder": described_network,
-        "training": est.training_.to_dict(),
-        "umap": umap_settings,
-        "cluster_selection": est.cluster_selection_,
-        "layout_agreement": est.layout_agreement_,
-        "refinement_history": [float(h) for h in est.refinement_history_],
-        "classifier": described_classifier,
-        "selflabel": getattr(est, "selflabel_", None),
-        "image_shape": None if getattr(est, "image_shape_", None) is None else list(est.image_shape_),
-        "scaler": est.scaler_.mode,
-        "n_features_in": int(est.n_features_in_),
-        "n_clusters": int(est.cluster_centers_.shape[0]),
-        "seed": int(est.seed_),
-        "history": [float(h) for h in est.history_],
-        "environment": environment(est.training_.precision),
-        "feature_names_in": None if getattr(est, "feature_names_in_", None) is None
-        else [str(n) for n in est.feature_names_in_],
-    }
+    tensors = {}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "encluster_version": __version__,
+            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params().items()},
+            "method": est.method_, "environment": environment(est.training_.precision)}
+    for kind in PARTS:
+        arrays, described = gather(est, kind).to_arrays(training_rows)
+        tensors.update({k: torch.as_tensor(v).contiguous() for k, v in arrays.items()})
+        meta.update(described)
     digest = {}
 
     def write_weights(tmp):
@@ -121,63 +102,34 @@ def load_model(cls, path):
         raise ModelError(f"{path / META}: does not match the description stored in {WEIGHTS}; model.json was "
                          "edited or belongs to another model")
     try:
-        spec = None if meta["autoencoder"] is None else AutoencoderSpec(**meta["autoencoder"])
-        method, umap_settings, selection = meta["method"], meta["umap"], meta["cluster_selection"]
-        refinement_history = [float(h) for h in meta["refinement_history"]]
-        training = TrainingConfig(**meta["training"])
         est = cls(**meta["params"])
         est.resolved_params()  # every setting checked as fit checks it: a forged device or range is refused here
-        scaler_mode = meta["scaler"]
-        n_features, n_clusters = int(meta["n_features_in"]), int(meta["n_clusters"])
-        seed, history = int(meta["seed"]), [float(h) for h in meta["history"]]
+        method, shape = meta["method"], _shape(meta, weights_path)
+        if meta["scaler"] not in MODES or ((meta["autoencoder"] is None) != (method == "umap")):
+            raise ModelError(f"{path / META}: inconsistent description (method {method!r}, scaler "
+                             f"{meta['scaler']!r}, {shape.n_features} features)")
+        arrays = {name: t.numpy() for name, t in tensors.items()}
+        parts = [kind.from_arrays(arrays, meta, shape) for kind in PARTS]
+    except ModelError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError is a ValueError
         raise ModelError(f"{path / META}: missing or invalid entry ({type(exc).__name__}: {exc}); "
                          "the file is corrupted") from None
-    code_size = n_features if spec is None else spec.code_size
-    if scaler_mode not in MODES or (spec is not None and spec.n_features != n_features) or (
-            (spec is None) != (method == "umap")):
-        raise ModelError(f"{path / META}: inconsistent description (method {method!r}, scaler {scaler_mode!r}, "
-                         f"{n_features} features)")
-    model = encode.from_arrays(tensors, meta["autoencoder"], weights_path)
-    # Models saved before self-labelling have no classifier, and predict as they always did.
-    classifier = selflabel.from_arrays(tensors, meta.get("classifier"), n_features, n_clusters, weights_path)
-    image_shape = meta.get("image_shape")
-    if image_shape is not None and (not isinstance(image_shape, list) or int(np.prod(image_shape)) != n_features):
-        raise ModelError(f"{path / META}: image_shape {image_shape!r} does not hold {n_features} features")
-    arrays = {k: v.numpy() for k, v in tensors.items() if not k.startswith(("autoencoder.", "classifier."))}
-    embedding = embed.from_arrays(arrays, umap_settings, code_size, weights_path)
-    found = cluster.from_arrays(arrays, n_clusters, code_size,
-                                None if embedding is None else embedding.n_components, weights_path)
-    scaler = _scaler(scaler_mode, arrays, n_features, weights_path)
-    est.autoencoder_, est.method_, est.embedding_, est.mixture_ = model, method, embedding, found.mixture
-    est.n_clusters_, est.cluster_selection_, est.refinement_history_ = n_clusters, selection, refinement_history
-    est.cluster_centers_ = found.centers
-    est.classifier_, est.selflabel_ = classifier, meta.get("selflabel")
-    est.layout_agreement_ = meta.get("layout_agreement")  # absent from models saved before it was recorded
-    est.image_shape_ = None if image_shape is None else tuple(int(s) for s in image_shape)
-    est.scaler_ = scaler
-    est.training_ = training
-    est.n_features_in_ = n_features
-    est.seed_ = seed
-    est.history_ = history
-    names = meta.get("feature_names_in")  # absent from models saved before data frames were taken
-    if names is not None:
-        if not isinstance(names, list) or len(names) != n_features or not all(isinstance(n, str) for n in names):
-            raise ModelError(f"{path / META}: feature_names_in does not name the {n_features} features")
-        est.feature_names_in_ = np.asarray(names, dtype=object)
+    est.method_ = method
+    for part in parts:
+        keep(est, part, loaded=True)
+    if est.feature_names_in_ is None:
+        del est.feature_names_in_  # scikit-learn's convention: the attribute exists only where names were given
     return est
 
 
-def _scaler(mode, arrays, n_features, weights_path):
-    """The saved `Scaler`; earlier models kept a min-max scaler's minimum and maximum instead."""
-    if mode in ("uint8", "identity"):
-        return Scaler(mode)
-    offset, span = arrays.get("scaler.offset"), arrays.get("scaler.span")
-    if offset is None and mode == "minmax" and "scaler.data_min" in arrays and "scaler.data_max" in arrays:
-        offset, high = arrays["scaler.data_min"], arrays["scaler.data_max"]
-        span = np.where(high > offset, high - offset, 1.0) if high.shape == offset.shape else high
-    if offset is None or span is None or offset.shape != (n_features,) or span.shape != (n_features,) \
-            or not np.all(span > 0):
-        raise ModelError(f"{weights_path}: the {mode} scaler's offset and span are missing, not of {n_features} "
-                         "features, or not positive")
-    return Scaler(mode, offset.astype(np.float64), span.astype(np.float64))
+def _shape(meta, where):
+    """The widths every part is checked against, from the description's top entries."""
+    n_features, n_clusters = int(meta["n_features_in"]), int(meta["n_clusters"])
+    network, umap = meta["autoencoder"], meta["umap"]
+    spec = None if network is None else AutoencoderSpec(**network)
+    if spec is not None and spec.n_features != n_features:
+        raise ModelError(f"{where.parent / META}: inconsistent description (an autoencoder of {spec.n_features} "
+                         f"features, {n_features} features)")
+    return Shape(n_features, n_clusters, n_features if spec is None else spec.code_size,
+                 None if umap is None else int(umap["n_components"]), where)

@@ -4,7 +4,7 @@ clusters the raw pixels, the baseline every run is compared with."""
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from sklearn.mixture import GaussianMixture
 
 from ..distributed import current
 from ..errors import DataError, ModelError
+from ..fitted import attribute
 from ..scaling import row_range
 from ..params import Either, Interval, Options, Setting, settings_class
 from ..validation import check_n_clusters, most_clusters, row_chunks
@@ -222,10 +223,40 @@ class Clusters:
     """What the cluster stage found: the labels, a centre per cluster in code space (so the decoder
     can show it), the mixture when one was fitted, and how k was chosen when it was "auto"."""
 
-    labels: np.ndarray
-    centers: np.ndarray
-    mixture: GaussianMixture | None = None
-    selection: dict | None = None
+    labels: np.ndarray = attribute("labels_", saved=False)
+    centers: np.ndarray = attribute("cluster_centers_")
+    mixture: GaussianMixture | None = attribute("mixture_", default=None)
+    selection: dict | None = attribute("cluster_selection_", default=None)
+    n_clusters: int = field(init=False, metadata={"attribute": "n_clusters_"})
+
+    def __post_init__(self):
+        self.n_clusters = len(self.centers)
+
+    def to_arrays(self, training_rows=True):
+        """The centres and the mixture by name; how k was chosen and k itself for model.json."""
+        arrays = {"cluster_centers": np.ascontiguousarray(self.centers)}
+        if self.mixture is not None:
+            arrays.update({f"mixture.{k}": v for k, v in mixture_to_arrays(self.mixture).items()})
+        return arrays, {"cluster_selection": self.selection, "n_clusters": int(self.n_clusters)}
+
+    @classmethod
+    def from_arrays(cls, arrays, meta, shape):
+        """Rebuild the centres (and the mixture, where the model has an embedding), checked for shape."""
+        n_clusters, code_size, where = shape.n_clusters, shape.code_size, shape.where
+        centers = arrays.get("cluster_centers")
+        if centers is None or tuple(centers.shape) != (n_clusters, code_size):
+            raise ModelError(f"{where}: cluster centres missing or not of shape ({n_clusters}, {code_size})")
+        mixture = None
+        if shape.n_components is not None:
+            try:
+                mixture = mixture_from_arrays({k: arrays[f"mixture.{k}"] for k in
+                                               ("weights", "means", "covariances", "precisions_cholesky")})
+                if mixture.means_.shape != (n_clusters, shape.n_components):
+                    raise ValueError("the mixture does not match the embedding")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelError(f"{where}: the Gaussian mixture is missing or inconsistent ({exc}); "
+                                 "the model is damaged, re-save it") from None
+        return cls(None, np.asarray(centers, dtype=np.float32), mixture, meta["cluster_selection"])
 
 
 def fit(space, codes, settings, algorithm, *, seed, group):
@@ -320,29 +351,3 @@ def predict(centers, mixture, space, codes):
     if mixture is not None:
         return mixture.predict(np.asarray(space, dtype=np.float64)).astype(np.int64)
     return nearest_center(codes, centers)
-
-
-def to_arrays(clusters):
-    """The centres and the mixture, by name, for safetensors."""
-    arrays = {"cluster_centers": np.ascontiguousarray(clusters.centers)}
-    if clusters.mixture is not None:
-        arrays.update({f"mixture.{k}": v for k, v in mixture_to_arrays(clusters.mixture).items()})
-    return arrays
-
-
-def from_arrays(arrays, n_clusters, code_size, width, where):
-    """Rebuild the centres (and the mixture, when `width` of its space is given), checked for shape."""
-    centers = arrays.get("cluster_centers")
-    if centers is None or tuple(centers.shape) != (n_clusters, code_size):
-        raise ModelError(f"{where}: cluster centres missing or not of shape ({n_clusters}, {code_size})")
-    mixture = None
-    if width is not None:
-        try:
-            mixture = mixture_from_arrays({k: arrays[f"mixture.{k}"] for k in
-                                           ("weights", "means", "covariances", "precisions_cholesky")})
-            if mixture.means_.shape != (n_clusters, width):
-                raise ValueError("the mixture does not match the embedding")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{where}: the Gaussian mixture is missing or inconsistent ({exc}); "
-                             "the model is damaged, re-save it") from None
-    return Clusters(np.empty(0, dtype=np.int64), np.asarray(centers, dtype=np.float32), mixture)

@@ -18,10 +18,12 @@ model transforms exactly as the fitted one.
 
 import functools
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import DataError, ModelError
+from ..fitted import unsaved
 from ..params import Either, Interval, Options, Setting, settings_class
 
 SETTINGS = (
@@ -311,21 +313,37 @@ def apply(embedding, codes):
                            for start in range(0, len(codes), TRANSFORM_BATCH)])
 
 
-def to_arrays(embedding, training_rows=True):
-    """The embedding's arrays by name (for safetensors) and its settings (for JSON). UMAP places a
-    new point by its nearest training points, so these include every training row UMAP was fitted
-    on (the codes; for method umap, the scaled input itself); ``training_rows=False`` leaves them
-    out, and the loaded model then cannot place new points."""
-    if embedding is None:
-        return {}, None
-    arrays, described = embedding.to_arrays()
-    if not training_rows:
-        return {}, {**described, "training_rows": False}
-    return {f"umap.{k}": v for k, v in arrays.items()}, described
+@dataclass
+class Layout:
+    """The embed stage's fitted state: the UMAP embedding kept (None where the method embeds
+    nothing), where it put each training sample (not saved), and, where UMAP was laid out more
+    than once, how the layouts agreed (`encluster.stages.cluster.fit_most_agreeing`)."""
+
+    embedding: UmapEmbedding | None
+    layout_agreement: dict | None
+    embedded: np.ndarray | None = unsaved("embedded_")
+
+    def to_arrays(self, training_rows=True):
+        """The embedding's arrays by name and its settings. UMAP places a new point by its nearest
+        training points, so these include every training row UMAP was fitted on (the codes; for
+        method umap, the scaled input itself); ``training_rows=False`` leaves them out, and the
+        loaded model then cannot place new points."""
+        meta = {"layout_agreement": self.layout_agreement}
+        if self.embedding is None:
+            return {}, {**meta, "umap": None}
+        arrays, described = self.embedding.to_arrays()
+        if not training_rows:
+            return {}, {**meta, "umap": {**described, "training_rows": False}}
+        return {f"umap.{k}": v for k, v in arrays.items()}, {**meta, "umap": described}
+
+    @classmethod
+    def from_arrays(cls, arrays, meta, shape):
+        """Rebuild the embedding, checked against the code size."""
+        # layout_agreement is absent from models saved before it was recorded.
+        return cls(_embedding_from_arrays(arrays, meta["umap"], shape), meta.get("layout_agreement"))
 
 
-def from_arrays(arrays, described, code_size, where):
-    """Rebuild the embedding `to_arrays` described, checked against the code size."""
+def _embedding_from_arrays(arrays, described, shape):
     if described is None:
         return None
     if described.get("training_rows", True) is False:
@@ -333,13 +351,13 @@ def from_arrays(arrays, described, code_size, where):
     try:
         fit_data, embedded = arrays["umap.fit_data"], arrays["umap.embedding"]
         width = int(described["n_components"])
-        if fit_data.ndim != 2 or fit_data.shape[1] != code_size or embedded.shape != (len(fit_data), width):
+        if fit_data.ndim != 2 or fit_data.shape[1] != shape.code_size or embedded.shape != (len(fit_data), width):
             raise ValueError("UMAP arrays do not match the code size or each other")
         if int(described["n_neighbors"]) < 1 or not all(np.isfinite(float(described[k])) for k in ("a", "b")):
             raise ValueError(f"n_neighbors {described['n_neighbors']!r} is not positive, or a, b not finite")
         return UmapEmbedding.from_arrays({"fit_data": fit_data, "embedding": embedded}, described)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: the UMAP embedding is missing or inconsistent ({exc}); "
+        raise ModelError(f"{shape.where}: the UMAP embedding is missing or inconsistent ({exc}); "
                          "the model is damaged, re-save it") from None
 
 

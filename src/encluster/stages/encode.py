@@ -8,6 +8,7 @@ Method ``umap`` has no encoder: its "codes" are the scaled input itself.
 import copy
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -166,19 +167,28 @@ def decode(autoencoder, codes):
     return apply_in_batches(autoencoder.decode, codes.astype(np.float32))
 
 
-def to_arrays(autoencoder):
-    """The network's weights by name (for safetensors) and its architecture (for JSON)."""
-    if autoencoder is None:
-        return {}, None
-    return ({f"autoencoder.{k}": v.detach().cpu().contiguous() for k, v in autoencoder.state_dict().items()},
-            autoencoder.spec.to_dict())
+@dataclass
+class Network:
+    """The encode stage's fitted state: the trained autoencoder (None for method "umap"), its mean
+    reconstruction loss per epoch, and how it was trained."""
 
+    autoencoder: Autoencoder | None
+    history: list
+    training: TrainingConfig
 
-def from_arrays(tensors, described, where):
-    """Rebuild the network `to_arrays` described; shapes are checked before anything is allocated,
-    so a tampered description claiming huge layers cannot make us build them."""
-    if described is None:
-        return None
-    spec = AutoencoderSpec(**described)
-    return restored(lambda: Autoencoder(spec), tensors, "autoencoder.", parameter_shapes(spec), where)
+    def to_arrays(self, training_rows=True):
+        """The weights by name, and the architecture, losses and training for model.json."""
+        weights = {} if self.autoencoder is None else {
+            f"autoencoder.{k}": v.detach().cpu().contiguous() for k, v in self.autoencoder.state_dict().items()}
+        return weights, {"autoencoder": None if self.autoencoder is None else self.autoencoder.spec.to_dict(),
+                         "history": [float(h) for h in self.history], "training": self.training.to_dict()}
 
+    @classmethod
+    def from_arrays(cls, arrays, meta, shape):
+        """Rebuild the network; shapes are checked before anything is allocated, so a tampered
+        description claiming huge layers cannot make us build them."""
+        described = meta["autoencoder"]
+        network = None if described is None else restored(
+            lambda: Autoencoder(AutoencoderSpec(**described)), arrays, "autoencoder.",
+            parameter_shapes(AutoencoderSpec(**described)), shape.where)
+        return cls(network, [float(h) for h in meta["history"]], TrainingConfig(**meta["training"]))

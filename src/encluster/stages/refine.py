@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..distributed import current
+from ..fitted import attribute
 from ..params import Interval, Setting, settings_class
 from ..scaling import row_range
 from ..training import StepLoop, StepTask, adam, apply_in_batches, epoch_order, reconstruction_loss
@@ -80,6 +81,21 @@ class RefinementConfig:
 
     def to_dict(self):
         return asdict(self)
+
+
+@dataclass
+class Refinement:
+    """The refine stage's fitted state: the share of assignments that changed at each target update
+    (empty where the method does not refine)."""
+
+    history: list = attribute("refinement_history_")
+
+    def to_arrays(self, training_rows=True):
+        return {}, {"refinement_history": [float(h) for h in self.history]}
+
+    @classmethod
+    def from_arrays(cls, arrays, meta, shape):
+        return cls([float(h) for h in meta["refinement_history"]])
 
 
 def config(settings, refinement):

@@ -29,6 +29,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from ..errors import ConfigError, ModelError
+from ..fitted import attribute, unsaved
 from ..models import Classifier, ClassifierSpec, classifier_shapes, restored
 from ..params import Interval, Options, Setting, settings_class
 from ..scaling import row_range
@@ -335,27 +336,39 @@ def moves(before, after, n_clusters):
     return int(flows.sum()), pairs
 
 
-def to_arrays(classifier):
-    """The classifier's weights by name (for safetensors) and its architecture (for JSON)."""
-    if classifier is None:
-        return {}, None
-    return ({f"classifier.{k}": v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()},
-            classifier.spec.to_dict())
+@dataclass
+class Relabelling:
+    """The self-labelling stage's fitted state: the classifier (None where the stage did not run),
+    what it did (`summary`), and the clusters it started from (not saved)."""
 
+    classifier: Classifier | None
+    summary: dict | None = attribute("selflabel_")
+    clustered_labels: np.ndarray | None = unsaved("clustered_labels_")
 
-def from_arrays(tensors, described, n_features, n_clusters, where):
-    """Rebuild the classifier `to_arrays` described, checked against the model and its weights
-    before anything is allocated."""
-    if described is None:
-        return None
-    try:
-        spec = ClassifierSpec(**described)
-    except (TypeError, ConfigError) as exc:
-        raise ModelError(f"{where}: the classifier's description is invalid ({exc})") from None
-    if spec.n_features != n_features or spec.n_classes != n_clusters:
-        raise ModelError(f"{where}: the classifier takes {spec.n_features} features into {spec.n_classes} clusters, "
-                         f"the model has {n_features} and {n_clusters}; the model is damaged, re-save it")
-    return restored(lambda: Classifier(spec), tensors, "classifier.", classifier_shapes(spec), where)
+    def to_arrays(self, training_rows=True):
+        """The classifier's weights by name, and its architecture and summary for model.json."""
+        if self.classifier is None:
+            return {}, {"classifier": None, "selflabel": self.summary}
+        return ({f"classifier.{k}": v.detach().cpu().contiguous() for k, v in self.classifier.state_dict().items()},
+                {"classifier": self.classifier.spec.to_dict(), "selflabel": self.summary})
+
+    @classmethod
+    def from_arrays(cls, arrays, meta, shape):
+        """Rebuild the classifier, checked against the model and its weights before anything is
+        allocated. Models saved before self-labelling have none, and predict as they always did."""
+        described = meta.get("classifier")
+        if described is None:
+            return cls(None, meta.get("selflabel"))
+        try:
+            spec = ClassifierSpec(**described)
+        except (TypeError, ConfigError) as exc:
+            raise ModelError(f"{shape.where}: the classifier's description is invalid ({exc})") from None
+        if spec.n_features != shape.n_features or spec.n_classes != shape.n_clusters:
+            raise ModelError(f"{shape.where}: the classifier takes {spec.n_features} features into {spec.n_classes} "
+                             f"clusters, the model has {shape.n_features} and {shape.n_clusters}; the model is "
+                             "damaged, re-save it")
+        return cls(restored(lambda: Classifier(spec), arrays, "classifier.", classifier_shapes(spec), shape.where),
+                   meta.get("selflabel"))
 
 
 def summary(config, members, n_rows, history, moved, pairs):
