@@ -9,11 +9,12 @@ memory, into benchmarks/results/accuracy.json and .md.
     python benchmarks/accuracy.py                                   # everything, 5 seeds
     python benchmarks/accuracy.py --datasets digits --seeds 0 1 2   # a quick look
     python benchmarks/accuracy.py --methods n2d clustpy-n2d --epochs 40 --clustpy-python ENV/bin/python
+    python benchmarks/accuracy.py --quick --results /tmp/x          # digits, pixels and umap, one seed
     python benchmarks/accuracy.py --datasets mnist --methods default --rerun   # after changing a preset
     python benchmarks/accuracy.py --datasets mnist-test mnist-16x16 fashion-10k digits --methods default \
         clustpy-n2d --seeds 0 1 2 --clustpy-python ENV/bin/python              # sets beyond MNIST-70k
 
-Data sets (`image_sets.py`): MNIST (70,000), its 10,000 test images alone, 10,000 MNIST images
+Data sets (`common.py`): MNIST (70,000), its 10,000 test images alone, 10,000 MNIST images
 shrunk to 16x16, Fashion-MNIST (70,000) and a 10,000-image subset of it, and scikit-learn's
 8x8 digits. The default sees each as images (its self-labelling CNN needs the shape).
 
@@ -47,10 +48,9 @@ import sys
 import time
 from pathlib import Path
 
-import image_sets
-from machine import describe
+import common
+from common import describe
 
-RESULTS = Path(__file__).parent / "results"
 OURS = ("pixels", "seed", "umap", "n2d", "dec", "idec", "default", "default-one-layout", "default-umap-100-epochs",
         "previous-default")
 # Variants of the default preset, by name: before self-labelling (and before its pretraining was shortened to pay
@@ -59,7 +59,7 @@ OURS = ("pixels", "seed", "umap", "n2d", "dec", "idec", "default", "default-one-
 VARIANTS = {"previous-default": {"epochs": 30, "selflabel": "off"}, "default-one-layout": {"umap_layouts": 1},
             "default-umap-100-epochs": {"umap_epochs": 100}}
 CLUSTPY = ("clustpy-n2d", "clustpy-dec", "clustpy-idec")
-DATASETS = image_sets.NAMES
+DATASETS = common.IMAGE_SETS
 FIRST_STAGES = "default, first stages"
 
 
@@ -68,7 +68,7 @@ def run_one(dataset, method, seed, epochs):
     from encluster import EncodingClusterer, score
     from encluster.stages.cluster import kmeans
 
-    X, y, shape = image_sets.load(dataset)
+    X, y, shape = common.load_image_set(dataset)
     started = time.perf_counter()
     settings, stages, before = {}, {}, None
     if method == "pixels":
@@ -178,14 +178,14 @@ def cpu(machine):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.benchmark_parser(__doc__)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=[*OURS, *CLUSTPY], choices=[*OURS, *CLUSTPY])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, help="pretraining epochs for every deep method (default: each "
                         "preset's own; ClustPy then gets 40, the n2d/dec/idec presets' number)")
     parser.add_argument("--clustpy-python", default=sys.executable, help="interpreter that has ClustPy")
-    parser.add_argument("--log", type=Path, default=RESULTS / "accuracy.jsonl")
+    parser.add_argument("--log", type=Path, help="every run, one JSON line each (default: accuracy.jsonl in --results)")
     parser.add_argument("--rerun", action="store_true", help="run the chosen data sets x methods x seeds again "
                         "even where the log has them (after a preset changed); their old rows are replaced")
     parser.add_argument("--one", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS)
@@ -193,7 +193,10 @@ def main():
     if args.one:
         print(json.dumps(run_one(args.one[0], args.one[1], int(args.one[2]), args.epochs)))
         return
-    RESULTS.mkdir(exist_ok=True)
+    if args.quick:
+        args.datasets, args.methods, args.seeds = ["digits"], ["pixels", "umap"], [0]
+    args.results.mkdir(parents=True, exist_ok=True)
+    args.log = args.log or args.results / "accuracy.jsonl"
     logged = [json.loads(line) for line in args.log.read_text().splitlines()] if args.log.exists() else []
     if args.rerun:
         chosen = {(d, m, s, args.epochs) for d in args.datasets for m in args.methods for s in args.seeds}
@@ -218,9 +221,9 @@ def main():
                     fh.write(json.dumps(row) + "\n")
     rows = [json.loads(line) for line in args.log.read_text().splitlines()]
     summary = summarise(rows)
-    (RESULTS / "accuracy.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=2) + "\n")
-    (RESULTS / "accuracy.md").write_text("Each row names the CPU its runs were measured on (all 2 cores, Python and "
-                                         "torch as in accuracy.json's runs).\n\n" + markdown(summary))
+    (args.results / "accuracy.json").write_text(json.dumps({"summary": summary, "runs": rows}, indent=2) + "\n")
+    (args.results / "accuracy.md").write_text("Each row names the CPU its runs were measured on (all 2 cores, Python "
+                                              "and torch as in accuracy.json's runs).\n\n" + markdown(summary))
     print(markdown(summary))
 
 

@@ -2,21 +2,19 @@
 few layout-epoch counts of UMAP's transform (the label-free figure TRANSFORM_EPOCHS was chosen by).
 
     python benchmarks/predict_agreement.py      # writes results/predict_agreement.{json,md}
+    python benchmarks/predict_agreement.py --quick --results /tmp/x   # 300 digits, one epoch count
 
 Each row fits one model (seed 0), then for each epoch count predicts the training data whole,
 times it, predicts it again shuffled in 7 uneven batches, and its first 500 rows one at a time:
 row-exact means all three agree on every row. Nothing here looks at the data's labels.
 """
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from machine import describe, machine
+from common import benchmark_parser, describe, write_results
 
-RESULTS = Path(__file__).parent / "results"
 CASES = [("digits", "all", "n2d"), ("digits", "all", "umap"), ("digits", "all", "default"), ("mnist", "test", "default")]
 
 
@@ -24,11 +22,13 @@ def main():
     from encluster import EncodingClusterer, load_dataset
     from encluster.stages import embed
 
+    args = benchmark_parser(__doc__).parse_args()
     rows = []
-    for name, split, preset in CASES:
-        data = load_dataset(name, split=split, scale=False)
-        est = EncodingClusterer(10, preset=preset, random_state=0).fit(data.X)
-        for epochs in (30, 100, 200):
+    for name, split, preset in CASES[2:3] if args.quick else CASES:
+        data = load_dataset(name, split=split, scale=False, max_samples=300 if args.quick else None)
+        est = EncodingClusterer(10, preset=preset, random_state=0, **({"epochs": 1, "steps": 0} if args.quick
+                                                                      else {})).fit(data.X)
+        for epochs in (100,) if args.quick else (30, 100, 200):
             embed.TRANSFORM_EPOCHS = epochs
             started = time.perf_counter()
             whole = est.predict(data.X)
@@ -42,13 +42,11 @@ def main():
                          "predict_s": round(seconds, 2),
                          "row_exact": bool((whole == batched).all() and (whole[: len(first)] == first).all())})
             print(rows[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "predict_agreement.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     lines = [f"# predict on the training data: agreement with labels_ ({describe()})", "",
              "| data set | preset | transform epochs | agreement | predict s | row-exact |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['dataset']} | {r['preset']} | {r['transform_epochs']} | {r['agreement']:.4f} | {r['predict_s']} | "
               f"{'yes' if r['row_exact'] else 'no'} |" for r in rows]
-    (RESULTS / "predict_agreement.md").write_text("\n".join(lines) + "\n")
+    write_results(args.results, "predict_agreement", {"rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

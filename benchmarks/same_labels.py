@@ -4,6 +4,7 @@ a fingerprint of what came out, so a refactoring can be shown to change nothing.
     python benchmarks/same_labels.py --tag before            # on the old code
     python benchmarks/same_labels.py --tag after             # on the new code, same machine
     python benchmarks/same_labels.py --compare before after  # the table, into results/same_labels.md
+    python benchmarks/same_labels.py --quick --tag q --results /tmp/x   # digits, two presets
     (same_labels_float64codes.md: the same comparison after fit started encoding in float64,
     digits only, renamed by hand)
 
@@ -13,18 +14,15 @@ the final reconstruction loss. Both runs must use the same machine, thread count
 versions (see the docs: what makes two runs identical). Nothing here looks at labels.
 """
 
-import argparse
 import hashlib
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from machine import machine
+from common import benchmark_parser, machine
 
-RESULTS = Path(__file__).parent / "results"
 PRESETS = ("seed", "umap", "n2d", "dec", "idec", "default")
 DATASETS = {"digits": {"name": "digits"}, "mnist-test": {"name": "mnist", "split": "test"}}
 
@@ -47,8 +45,8 @@ def fingerprint(dataset, preset, seed):
             "cluster_sizes": np.bincount(est.labels_).tolist(), "fit_seconds": round(seconds, 1)}
 
 
-def compare(tags):
-    runs = [json.loads((RESULTS / f"same_labels_{tag}.json").read_text()) for tag in tags]
+def compare(tags, results):
+    runs = [json.loads((results / f"same_labels_{tag}.json").read_text()) for tag in tags]
     keys = ("labels", "predict_1000", "codes", "final_loss")
     lines = [f"# Same labels: {' vs '.join(tags)}", "",
              f"Machine: {runs[0]['machine']['cpu']} ({runs[0]['machine']['torch_threads']} torch threads); "
@@ -64,13 +62,13 @@ def compare(tags):
         lines.append(f"| {old['dataset']} | {old['preset']} | {old['seed']} | {' | '.join(cells)} | "
                      f"{old['fit_seconds']} / {new['fit_seconds']} |")
     lines += ["", "Every fingerprint identical." if same_everywhere else "Some fingerprints differ."]
-    (RESULTS / "same_labels.md").write_text("\n".join(lines) + "\n")
+    (results / "same_labels.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if same_everywhere else 1
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--tag", help="name of this run's results file (same_labels_TAG.json)")
     parser.add_argument("--compare", nargs=2, metavar="TAG", help="compare two tagged runs")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -78,14 +76,17 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.compare:
-        return compare(args.compare)
+        return compare(args.compare, args.results)
+    if args.quick:
+        args.datasets, args.presets = ["digits"], ["umap", "default"]
     rows = []
     for dataset in args.datasets:
         for preset in args.presets:
             rows.append(fingerprint(dataset, preset, args.seed))
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"same_labels_{args.tag}.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"same_labels_{args.tag}.json").write_text(json.dumps({"machine": machine(), "rows": rows},
+                                                                          indent=1))
     return 0
 
 

@@ -5,6 +5,7 @@ and given noise: benchmarks/make_shifted_mnist.py), memory-mapped from a uint8 .
     python benchmarks/scaling.py                         # the default preset, one process
     python benchmarks/scaling.py --procs 2 --sizes 1000000 --epochs 2 --name scaling_torchrun
     python benchmarks/scaling.py --device cuda --dataset mnist --name scaling_gpu_mnist   # where a GPU is lent
+    python benchmarks/scaling.py --quick --results /tmp/x   # 1,000 and 2,000 shifted digits, one epoch
 
 Each N runs as a whole `encluster run` (k-means baseline, plots and report included, as a user runs
 it) in its own process, one after the other; `--procs 2` runs it under torchrun. Peak memory is the
@@ -13,7 +14,6 @@ the stage's end. Writes benchmarks/results/NAME.json and .md (NAME: scaling by d
 each stage's time grows with N: the exponent p of time ~ N^p between the smallest and largest N.
 """
 
-import argparse
 import json
 import math
 import os
@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe  # noqa: E402
+from common import benchmark_parser, describe, write_results  # noqa: E402
 
 from encluster import score  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 SIZES = (100_000, 300_000, 1_000_000)
 STAGES = ("load", "train", "encode", "embed", "cluster", "selflabel", "score", "save", "plot")
 
@@ -62,7 +61,7 @@ def growth(rows, key):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the preset's)")
     parser.add_argument("--procs", type=int, default=1, help="processes under torchrun (1: plain encluster run)")
@@ -74,9 +73,11 @@ def main():
     parser.add_argument("--name", default="scaling", help="results file name (benchmarks/results/NAME.json/.md)")
     parser.add_argument("--rewrite", action="store_true", help="only rewrite NAME.md from NAME.json, running nothing")
     args = parser.parse_args()
+    if args.quick:  # two small shifted sets, one pass of pretraining
+        args.sizes, args.epochs = [1_000, 2_000], 1
     if args.rewrite:
-        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
-        return write_results(saved["rows"], args, saved["machine"], saved["command"])
+        saved = json.loads((args.results / f"{args.name}.json").read_text())
+        return write_scaling(saved["rows"], args, saved["machine"], saved["command"])
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -101,10 +102,10 @@ def main():
         import torch
 
         machine += f", GPU {torch.cuda.get_device_name(torch.device(args.device))}"
-    write_results(rows, args, machine, " ".join(["python", "benchmarks/scaling.py", *sys.argv[1:]]))
+    write_scaling(rows, args, machine, " ".join(["python", "benchmarks/scaling.py", *sys.argv[1:]]))
 
 
-def write_results(rows, args, machine, command):
+def write_scaling(rows, args, machine, command):
     """NAME.json and NAME.md from the rows of the runs (also from an earlier NAME.json: --rewrite)."""
     for row in rows:
         row.update({f"seconds_{stage}": row["timings"].get(stage, 0.0) for stage in STAGES})
@@ -113,9 +114,7 @@ def write_results(rows, args, machine, command):
     exponents = {s: growth(rows, f"seconds_{s}") for s in stages if all(r[f"seconds_{s}"] >= 1 for r in rows)}
     exponents["total"] = growth(rows, "wall_seconds")
     exponents["peak memory"] = growth(rows, "peak_memory_mb")
-    RESULTS.mkdir(exist_ok=True)
     result = {"machine": machine, "command": command, "rows": rows, "growth_exponents": exponents}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     fmt = lambda p: "-" if p is None else f"{p:.2f}"  # noqa: E731
     procs = f" under torchrun with {args.procs} processes" if args.procs > 1 else ""
     data = args.dataset or "shifted MNIST (memory-mapped uint8 .npy)"
@@ -131,7 +130,7 @@ def write_results(rows, args, machine, command):
     lines += ["", "Peak memory by the end of each stage, MB (the largest process):", ""]
     lines += [f"- N = {r['n_samples']:,}: " + ", ".join(f"{s} {r['peak_memory_by_stage_mb'][s]:,.0f}" for s in STAGES
                                                       if s in r["peak_memory_by_stage_mb"]) for r in rows]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    write_results(args.results, args.name, result, "\n".join(lines))
     print("\n".join(lines))
 
 if __name__ == "__main__":

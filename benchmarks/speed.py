@@ -4,6 +4,7 @@ where the time of a whole `encluster run` goes.
     python benchmarks/speed.py                      # peak + training throughput (a few minutes)
     python benchmarks/speed.py --stages 3           # + `encluster run` stage times, median of 3 per preset
     python benchmarks/speed.py --stages 3 --stage-presets default   # stage times of the default only
+    python benchmarks/speed.py --quick --results /tmp/x   # a small matmul, a few steps of the default
 
 1. Peak: the best `torch.mm` rate on 4096x4096 matrices (GFLOP/s), in float32 and in
    bfloat16 (fast only where the CPU has bfloat16 instructions: AVX512-BF16, AMX).
@@ -19,7 +20,6 @@ where the time of a whole `encluster run` goes.
 Writes benchmarks/results/speed.json and .md.
 """
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -37,9 +37,7 @@ from encluster.stages import get_preset
 from encluster.stages import encode
 from encluster.training import PRECISIONS, adam, batch_loss, reconstruction_loss
 
-from machine import describe
-
-RESULTS = Path(__file__).parent / "results"
+from common import benchmark_parser, describe, write_results
 
 
 def matmul_peak(dtype, size=4096, repeats=10):
@@ -101,21 +99,25 @@ def stage_times(preset, repeats, seed=0):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--stages", type=int, default=0, metavar="N", help="also time `encluster run` N times")
     parser.add_argument("--presets", nargs="+", default=["seed", "default"])
     parser.add_argument("--stage-presets", nargs="+", metavar="PRESET",
                         help="presets whose `encluster run` --stages times (default: all of --presets)")
     args = parser.parse_args()
-    X = load_dataset("mnist", split="test").X
-    peaks = {precision: matmul_peak(getattr(torch, precision)) for precision in PRECISIONS}
+    if args.quick:
+        args.presets, args.stages = ["default"], 0
+    X = load_dataset("mnist", split="test", max_samples=2_000 if args.quick else None).X
+    size, repeats, steps = (512, 2, 3) if args.quick else (4096, 10, 60)
+    peaks = {precision: matmul_peak(getattr(torch, precision), size, repeats) for precision in PRECISIONS}
     print("matmul peak GFLOP/s", {k: round(v, 1) for k, v in peaks.items()}, flush=True)
     throughput = []
     for preset in args.presets:
         base = get_preset(preset)["batch_size"]
-        for batch_size in sorted({base, 1024, 4096} if preset != "seed" else {base, 256}):
+        batch_sizes = {base} if args.quick else {base, 1024, 4096} if preset != "seed" else {base, 256}
+        for batch_size in sorted(batch_sizes):
             for precision in PRECISIONS:
-                row = training_throughput(preset, batch_size, precision, X)
+                row = training_throughput(preset, batch_size, precision, X, steps)
                 row["fraction_of_peak"] = round(row["gflops"] / peaks[precision], 3)
                 print(json.dumps(row), flush=True)
                 throughput.append(row)
@@ -123,10 +125,8 @@ def main():
     result = {"machine": describe(), "threads": torch.get_num_threads(),
               "matmul_peak_gflops": {k: round(v, 1) for k, v in peaks.items()},
               "throughput": throughput, "stages": stages}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Machine: {result['machine']}, {result['threads']} torch threads. Matmul peak (4096x4096 torch.mm, "
-             f"best of 10): **{peaks['float32']:.1f} GFLOP/s** in float32, **{peaks['bfloat16']:.1f}** in bfloat16.",
+    lines = [f"Machine: {result['machine']}, {result['threads']} torch threads. Matmul peak ({size}x{size} torch.mm, "
+             f"best of {repeats}): **{peaks['float32']:.1f} GFLOP/s** in float32, **{peaks['bfloat16']:.1f}** in bfloat16.",
              "", "| preset | batch | precision | samples/s | GFLOP/s | of that peak | s per MNIST-70k epoch |",
              "|---" * 7 + "|"]
     lines += [f"| {r['preset']} | {r['batch_size']} | {r['precision']} | {r['samples_per_s']:,} | {r['gflops']} | "
@@ -137,7 +137,7 @@ def main():
                   f"peak {s['peak_memory_mb']:.0f} MB, "
                   f"ACC {', '.join(f'{a:.3f}' for a in s['acc'])}", "",
                   "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in s["stages"].items()]
-    (RESULTS / "speed.md").write_text("\n".join(lines) + "\n")
+    write_results(args.results, "speed", result, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -6,13 +6,13 @@ skipped with a message where they are missing). No setting was chosen on any of 
 
     python benchmarks/tables.py                  # writes results/tables.{json,md}
     python benchmarks/tables.py --tables wine    # a subset
+    python benchmarks/tables.py --quick --results /tmp/x   # wine, the default, two seeds
 
 Each run is `encluster run --dataset TABLE.csv --label-column label --clusters K --seed S` in its
 own process (no plots, no report), so the seconds are a user's end to end. The baseline is the
 run's own: k-means (10 restarts) on the scaled raw features. Labels are only used for scoring.
 """
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -21,9 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from machine import describe, machine
+from common import benchmark_parser, describe, seeds_agreement, write_results
 
-RESULTS = Path(__file__).parent / "results"
 SKLEARN_TABLES = ("wine", "breast_cancer", "iris")
 # mlbench's data set name and its class column: cars' silhouettes, satellite image pixels, letters.
 MLBENCH_TABLES = {"vehicle": ("Vehicle", "Class"), "satellite": ("Satellite", "classes"),
@@ -75,19 +74,13 @@ def run(path, k, method, seed, out):
     return json.loads((out / "metrics.json").read_text()), np.load(out / "assignments.npy")
 
 
-def seed_agreement(assignments):
-    """Mean adjusted Rand index between the seeds' clusterings: how reproducible a method's
-    clusters are, a label-free measure."""
-    from sklearn.metrics import adjusted_rand_score
-
-    pairs = [(a, b) for i, a in enumerate(assignments) for b in assignments[i + 1:]]
-    return statistics.mean(adjusted_rand_score(a, b) for a, b in pairs)
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
     args = parser.parse_args()
+    seeds, methods = (SEEDS[:2], {"default": METHODS["default"]}) if args.quick else (SEEDS, METHODS)
+    if args.quick:
+        args.tables = ["wine"]
     rows, agreement = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for name in args.tables:
@@ -95,9 +88,9 @@ def main():
             if frame is None:
                 continue
             path, n, d, k = write_table(frame, name, folder)
-            for method in METHODS:
+            for method in methods:
                 assignments = []
-                for seed in SEEDS:
+                for seed in seeds:
                     m, labels = run(path, k, method, seed, Path(folder) / f"{name}-{method}-{seed}")
                     assignments.append(labels)
                     rows.append({"table": name, "rows": n, "features": d, "clusters": k, "preset": method,
@@ -106,11 +99,9 @@ def main():
                                  "separation": m["separation"], "total_s": m["total_seconds"],
                                  "train_s": m["train_seconds"]})
                     print(json.dumps(rows[-1]), flush=True)
-                agreement[f"{name}/{method}"] = seed_agreement(assignments)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tables.json").write_text(json.dumps({"machine": machine(), "rows": rows, "seed_agreement": agreement}, indent=1))
+                agreement[f"{name}/{method}"] = seeds_agreement(assignments)
     lines = [f"# Tables: the encoding against k-means on the raw features ({describe()})", "",
-             f"Seeds {', '.join(map(str, SEEDS))}; `encluster run --dataset TABLE.csv --label-column label "
+             f"Seeds {', '.join(map(str, seeds))}; `encluster run --dataset TABLE.csv --label-column label "
              "--clusters K --preset P --seed S --no-plots --no-report`. The baseline is each run's own k-means "
              "(10 restarts) on the scaled features. Target: the default's mean ACC >= raw k-means' - 0.01.", "",
              "| table | rows x features | variant | method run | ACC mean ± std | raw k-means ACC | target | NMI mean | "
@@ -119,7 +110,7 @@ def main():
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     agree = {"both spaces": 0, "input only": 0}
     for name in dict.fromkeys(r["table"] for r in rows):
-        for preset in METHODS:
+        for preset in methods:
             group = [r for r in rows if r["table"] == name and r["preset"] == preset]
             accs, raw = [r["acc"] for r in group], statistics.mean(r["raw_acc"] for r in group)
             says = sum(r["separation"]["raw_at_least_as_good"] for r in group)
@@ -137,7 +128,7 @@ def main():
     lines += ["", f"The label-free check (raw k-means at least as well separated on the scaled input and in the space "
               f"the encoding clustered) agreed with the labels on {agree['both spaces']} of {len(rows)} runs; "
               f"on the scaled input alone it would have agreed on {agree['input only']}."]
-    (RESULTS / "tables.md").write_text("\n".join(lines) + "\n")
+    write_results(args.results, "tables", {"rows": rows, "seed_agreement": agreement}, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -2,6 +2,7 @@
 of points placed by threads, in turn on the same points, with a check that all give the same places.
 
     python benchmarks/umap_placement.py --fit 20000 --new 100000 --repeats 3
+    python benchmarks/umap_placement.py --quick --results /tmp/x   # 500 fitted, 2,000 placed, once
 
 The points are 10-d Gaussian blobs (as the default's codes are 10-d); UMAP is fitted on `--fit` of
 them (50 layout epochs) and `--new` others are placed by `UmapEmbedding.transform`, whose layout is
@@ -10,8 +11,6 @@ neighbour search and the memberships, which all variants share. Writes
 benchmarks/results/umap_placement.json and .md (median seconds over the repeats, and the ratio).
 """
 
-import argparse
-import json
 import statistics
 import sys
 import time
@@ -22,11 +21,9 @@ import torch
 from umap.layouts import optimize_layout_euclidean
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe  # noqa: E402
+from common import benchmark_parser, describe, write_results  # noqa: E402
 
-from encluster.stages import BY_NAME, embed  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
+from encluster.stages import embed  # noqa: E402
 
 
 def umap_learn_serial(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, threads=None):
@@ -36,15 +33,17 @@ def umap_learn_serial(start, fixed, rows, cols, epochs_per_sample, a, b, rng_sta
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--fit", type=int, default=20_000)
     parser.add_argument("--new", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.quick:
+        args.fit, args.new, args.repeats = 500, 2_000, 1
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(10, 10)) * 5
     blobs = lambda n: (centres[rng.integers(0, 10, n)] + rng.normal(size=(n, 10))).astype(np.float32)  # noqa: E731
-    fitted = embed.UmapEmbedding(10, n_neighbors=BY_NAME["n_neighbors"].default, min_dist=embed.MIN_DIST,
+    fitted = embed.UmapEmbedding(10, n_neighbors=embed.MAX_AUTO_NEIGHBORS, min_dist=embed.MIN_DIST,
                                   n_epochs=50, random_state=0)
     fitted.fit_transform(blobs(args.fit))
     new = blobs(args.new)
@@ -72,14 +71,12 @@ def main():
         row["speedup"] = round(base / row["median_seconds"], 2)
     result = {"machine": describe(), "fit_points": args.fit, "new_points": args.new, "repeats": args.repeats,
               "rows": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "umap_placement.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"`python benchmarks/umap_placement.py --fit {args.fit} --new {args.new} --repeats {args.repeats}`: "
              f"placing {args.new:,} new 10-d points in a UMAP fitted on {args.fit:,}; {result['machine']}.", "",
              "| layout | median s | speed-up | same places as umap-learn |", "|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['median_seconds']:.1f} | {r['speedup']:.2f}x | "
               f"{'yes, bit for bit' if r['same_places'] else 'no'} |" for r in rows]
-    (RESULTS / "umap_placement.md").write_text("\n".join(lines) + "\n")
+    write_results(args.results, "umap_placement", result, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -1,12 +1,14 @@
 """MkDocs hook: fills the pages' generated parts from the code when the site is built, so they
 cannot drift from it: ``{{ cli_reference }}`` (every command's --help), ``{{ settings_table }}``
-(the declared settings) and ``{{ results/NAME.md }}`` (a benchmark results file, as it is)."""
+(the declared settings), ``{{ results/NAME.md }}`` (a maintained benchmark's results file, as it is) and
+``{{ studies/NAME.md }}`` (a finished study's)."""
 
 import os
 import re
 from pathlib import Path
 
-RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
+ROOT = Path(__file__).parent.parent
+FOLDERS = {"results": ROOT / "benchmarks" / "results", "studies": ROOT / "studies" / "results"}
 
 
 def _cli_reference():
@@ -29,7 +31,7 @@ def _settings_table():
 
 
 def _results(match):
-    text = (RESULTS / match.group(1)).read_text()
+    text = (FOLDERS[match.group(1)] / match.group(2)).read_text()
     return re.sub(r"(?m)^# ", "### ", text)  # the file's own title sits under the page's heading
 
 
@@ -38,4 +40,4 @@ def on_page_markdown(markdown, **kwargs):
         else markdown
     if "{{ settings_table }}" in markdown:
         markdown = markdown.replace("{{ settings_table }}", _settings_table())
-    return re.sub(r"\{\{ results/([\w.-]+\.md) \}\}", _results, markdown)
+    return re.sub(r"\{\{ (results|studies)/([\w.-]+\.md) \}\}", _results, markdown)

@@ -2,7 +2,7 @@
 the Python loop over cells it replaced and pandas.read_csv, on the same file, medians of 3 rounds
 taken in turn.
 
-    python benchmarks/csv_reader.py --rows 300000 --columns 20   # writes results/csv_reader.{json,md}
+    python studies/csv_reader.py --rows 300000 --columns 20   # writes results/csv_reader.{json,md}
 """
 
 import argparse
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe, machine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -73,7 +75,7 @@ def main():
                                                          "seconds": seconds}, indent=1))
     base = medians["encluster (pyarrow)"]
     lines = [f"# Reading a CSV ({describe()})", "",
-             f"`python benchmarks/csv_reader.py --rows {args.rows} --columns {args.columns}`: {args.rows:,} rows x "
+             f"`python studies/csv_reader.py --rows {args.rows} --columns {args.columns}`: {args.rows:,} rows x "
              f"{args.columns} numeric columns and a text label, {size_mb:.0f} MB; median of {args.rounds} rounds.", "",
              "| reader | median s | x encluster's time |", "|---|---|---|"]
     lines += [f"| {name} | {m:.2f} | {m / base:.1f} |" for name, m in medians.items()]

@@ -3,10 +3,10 @@
 schedules and compare the final reconstruction loss — the only thing a user without
 labels can see. Purity is printed beside it for information; it is not used to choose.
 
-    python benchmarks/seed_schedule.py            # all schedules below, seed 0
-    python benchmarks/seed_schedule.py --only 7   # one of them
+    python studies/seed_schedule.py            # all schedules below, seed 0
+    python studies/seed_schedule.py --only 7   # one of them
 
-Writes benchmarks/results/seed_schedule.json and .md.
+Writes studies/results/seed_schedule.json and .md.
 """
 
 import argparse

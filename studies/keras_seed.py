@@ -6,11 +6,11 @@ rounds, encluster first in even ones), so a noisy shared machine's slow spells f
 each round drops its first epoch (graph building, warm caches). Reported: the median seconds
 per epoch of each over all rounds, their ratio, and each round's ratio.
 
-    python benchmarks/keras_seed.py --keras-python TF_ENV/bin/python [--rounds 3] [--epochs 4] [--batch-size 64]
+    python studies/keras_seed.py --keras-python TF_ENV/bin/python [--rounds 3] [--epochs 4] [--batch-size 64]
 
 TensorFlow is not a dependency of encluster: install it in its own environment
 (``python -m venv TF_ENV && TF_ENV/bin/pip install tensorflow-cpu``). Writes
-benchmarks/results/keras_seed.json and .md.
+studies/results/keras_seed.json and .md.
 """
 
 import argparse
@@ -20,7 +20,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from machine import describe
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -1,16 +1,15 @@
 """The original experiment, measured: `encluster run --preset seed` on all 70,000 MNIST
 digits for several seeds, the encoding's scores beside raw-pixel k-means from the same run.
 
-    python benchmarks/seed_preset.py --seeds 0 1 2
+    python studies/seed_preset.py --seeds 0 1 2
 
-Writes benchmarks/results/seed_preset.json and .md. Each seed is a separate process,
+Writes studies/results/seed_preset.json and .md. Each seed is a separate process,
 one after the other (never two at once: the timings would disturb each other). Beside the
 scores it records how much the seeds agree with each other (mean pairwise ARI of their
 assignments): a check of the clustering that needs no labels.
 """
 
 import argparse
-import itertools
 import json
 import statistics
 import subprocess
@@ -20,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from machine import machine
-from sklearn.metrics import adjusted_rand_score
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import machine, seeds_agreement
 
 RESULTS = Path(__file__).parent / "results"
 SCORES = ("acc", "nmi", "ari", "purity", "mean_cluster_purity")
@@ -33,12 +32,6 @@ def run_seed(seed, workdir, extra):
            "--out", str(out), "-q", *extra]
     subprocess.run(cmd, check=True)
     return json.loads((out / "metrics.json").read_text()), np.load(out / "assignments.npy")
-
-
-def seed_agreement(assignments):
-    """Mean adjusted Rand index over all pairs of seeds' assignments (1: the same clustering)."""
-    pairs = list(itertools.combinations(assignments, 2))
-    return statistics.mean(adjusted_rand_score(a, b) for a, b in pairs) if pairs else None
 
 
 def summarize(runs):
@@ -90,7 +83,7 @@ def main():
               "runs": [{k: r[k] for k in keep} for r in runs]}
     result["summary"] = {**summarize(result["runs"]),
                          # --max-samples draws another subset per seed: nothing to compare then.
-                         "seed_agreement_ari": None if "--max-samples" in args.extra else seed_agreement(assignments)}
+                         "seed_agreement_ari": None if "--max-samples" in args.extra else seeds_agreement(assignments)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / f"{args.name}.md").write_text(markdown(result))

@@ -6,8 +6,8 @@ Gaussian mixtures), in worker processes while training goes on. With the presets
 learning rate, the network after E epochs of a long run is the network a run of E epochs ends
 with, so each checkpoint stands for `EncodingClusterer(preset=..., epochs=E)`.
 
-    python benchmarks/pretraining_epochs.py --datasets mnist --presets default --checkpoints 30 60
-    python benchmarks/pretraining_epochs.py --device cuda --budget 480 \\
+    python studies/pretraining_epochs.py --datasets mnist --presets default --checkpoints 30 60
+    python studies/pretraining_epochs.py --device cuda --budget 480 \\
         --jobs mnist/default/0 fashion-mnist/default/0 mnist/n2d/0 --checkpoints 30 40 60 100 200 400 700 1000
 
 Every (data set, preset, seed) trains in its own process. Training stops before a checkpoint
@@ -25,7 +25,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from machine import describe
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe
 
 RESULTS = Path(__file__).parent / "results"
 CLUSTER_MARGIN_S = 150  # time kept at the end for clustering the last checkpoint (UMAP of 70,000 codes)

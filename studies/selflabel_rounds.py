@@ -9,8 +9,8 @@ round's sure members, how many samples it moved, its seconds, and its ACC. Label
 members' count and how well the seeds' labels agree after each round (mean ARI between seeds); ACC
 only scores.
 
-    python benchmarks/selflabel_rounds.py                       # writes results/selflabel_rounds.{json,md}
-    python benchmarks/selflabel_rounds.py --datasets digits --rounds 5
+    python studies/selflabel_rounds.py                       # writes results/selflabel_rounds.{json,md}
+    python studies/selflabel_rounds.py --datasets digits --rounds 5
 """
 
 import json
@@ -18,8 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
-import image_sets
-from machine import describe
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+import common
+from common import describe, seeds_agreement
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -33,7 +35,7 @@ def rounds_of(dataset, seed, rounds):
     from encluster.scaling import ScaledRows
     from encluster.stages import selflabel
 
-    X, y, shape = image_sets.load(dataset)
+    X, y, shape = common.load_image_set(dataset)
     clock = time.perf_counter()
     est = EncodingClusterer(10, random_state=seed).fit(X, image_shape=shape)
     first = {"dataset": dataset, "n_samples": len(X), "seed": seed, "round": 1,
@@ -61,19 +63,17 @@ def rounds_of(dataset, seed, rounds):
 
 def seed_agreement(labelings):
     """For each data set and round: the mean ARI between the seeds' labels after that round."""
-    from encluster.stages.cluster import most_agreeing
-
     found = {}
     for (dataset, _), rounds in labelings.items():
         for number, labels in enumerate(rounds, start=1):
             found.setdefault(dataset, {}).setdefault(number, []).append(labels)
-    return {dataset: {number: statistics.fmean(most_agreeing(kept)[1]) for number, kept in by_round.items()
+    return {dataset: {number: seeds_agreement(kept) for number, kept in by_round.items()
                       if len(kept) > 1} for dataset, by_round in found.items()}
 
 
 def markdown(rows, across, machine):
     lines = [f"# Self-labelling in rounds ({machine})", "",
-             "`python benchmarks/selflabel_rounds.py`: the default (round 1 is its own self-labelling), then each "
+             "`python studies/selflabel_rounds.py`: the default (round 1 is its own self-labelling), then each "
              "further round picks the sure members from the current labels and trains a fresh classifier on them. "
              "Sure members and the seeds' agreement (mean ARI between seeds) need no labels; ACC only scores.", "",
              "| data | samples | seed | ACC first stages | ACC after each round | sure members in each round | "
@@ -97,7 +97,7 @@ def markdown(rows, across, machine):
 
 
 def main():
-    parser = image_sets.study_parser(__doc__)
+    parser = common.study_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rows, labelings = [], {}

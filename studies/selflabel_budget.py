@@ -8,8 +8,8 @@ the held-out sure members. "Needed" is the fewest steps within 0.002 of the best
 that width. ACC before and after relabelling every sample is printed beside it, for information
 only: no choice reads it.
 
-    python benchmarks/selflabel_budget.py                  # writes results/selflabel_budget.{json,md}
-    python benchmarks/selflabel_budget.py --sets digits    # a quick look
+    python studies/selflabel_budget.py                  # writes results/selflabel_budget.{json,md}
+    python studies/selflabel_budget.py --sets digits    # a quick look
 """
 
 import argparse
@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-import image_sets
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+import common
+from common import describe, machine
 
 RESULTS = Path(__file__).parent / "results"
 # (width, steps, batch size). The batch of 128 came after the first run of 256: the same held-out agreement in
@@ -41,7 +43,7 @@ def study(name, grid):
     from encluster.params import take
     from encluster.stages import selflabel
 
-    X, y, shape = image_sets.load(name)
+    X, y, shape = common.load_image_set(name)
     clock = time.perf_counter()
     # The first stages as the default ran them when this grid was chosen (30 pretraining epochs), for every row.
     est = EncodingClusterer(10, random_state=0, selflabel="off", epochs=30).fit(X, image_shape=shape)
@@ -80,7 +82,7 @@ def needed(rows, width):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=image_sets.NAMES)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=common.IMAGE_SETS)
     parser.add_argument("--only", nargs="+", metavar="WIDTH,STEPS,BATCH", help="run these points of the grid "
                         "alone, replacing their rows in the results and keeping the others")
     args = parser.parse_args()
@@ -108,7 +110,7 @@ def main():
     (RESULTS / "selflabel_budget.json").write_text(json.dumps({"machine": machine(), "grid": GRID,
                                                                "tolerance": TOLERANCE, "rows": rows}, indent=1))
     text = [f"# Self-labelling: steps and width, chosen without labels ({describe()})", "",
-            f"`python benchmarks/selflabel_budget.py`: first stages of the default (seed 0), a tenth of the sure "
+            f"`python studies/selflabel_budget.py`: first stages of the default (seed 0), a tenth of the sure "
             f"members held out; needed = fewest steps within {TOLERANCE} of the width's best held-out agreement. "
             "ACC is shown, never used.", "",
             "| set | samples | shape | width | steps | batch | held-out agreement | classifier s | ACC before | ACC after |",

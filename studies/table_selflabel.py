@@ -4,7 +4,7 @@ help where the default runs no classifier? The default's clusters of scikit-lear
 The criterion needs no labels: seed agreement (mean pairwise ARI of the seeds' clusterings). ACC is
 shown beside it, for information.
 
-    python benchmarks/table_selflabel.py            # writes results/table_selflabel.{json,md}
+    python studies/table_selflabel.py            # writes results/table_selflabel.{json,md}
 """
 
 import json
@@ -12,7 +12,9 @@ import statistics
 import time
 from pathlib import Path
 
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe, machine
 from tables import SKLEARN_TABLES, read_frame
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,7 +53,7 @@ def main():
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "table_selflabel.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     text = [f"# Self-labelling on tables ({describe()})", "",
-            f"`python benchmarks/table_selflabel.py`: `EncodingClusterer(k, random_state=seed, **variant)`, seeds "
+            f"`python studies/table_selflabel.py`: `EncodingClusterer(k, random_state=seed, **variant)`, seeds "
             f"{', '.join(map(str, SEEDS))}. Seed agreement: mean pairwise ARI of the seeds' clusterings (no labels).",
             "", "| table | rows x features | variant | seed agreement (ARI) | ACC mean ± std | samples moved | median s |",
             "|---|---|---|---|---|---|---|", *lines]

@@ -8,7 +8,7 @@ columns (no network, method umap) after min-max, z-score or quantile scaling (sc
 QuantileTransformer, applied before, so the model sees values already on [0, 1]); and the default's
 network (method n2d, widths from the number of columns) after min-max and z-score scaling.
 
-    python benchmarks/table_choices.py        # writes results/table_choices.{json,md}
+    python studies/table_choices.py        # writes results/table_choices.{json,md}
 """
 
 import json
@@ -16,7 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe, machine
 
 RESULTS = Path(__file__).parent / "results"
 TABLES = ("wine", "breast_cancer", "iris")
@@ -62,7 +64,7 @@ def main():
     (RESULTS / "table_choices.json").write_text(json.dumps({"machine": machine(), "rows": rows,
                                                             "mean_seed_agreement": means}, indent=1))
     text = [f"# Tables: scaling, and a network or none, by seed agreement ({describe()})", "",
-            f"`python benchmarks/table_choices.py`: seeds {', '.join(map(str, SEEDS))}; seed agreement is the mean "
+            f"`python studies/table_choices.py`: seeds {', '.join(map(str, SEEDS))}; seed agreement is the mean "
             "pairwise ARI between the seeds' clusterings (no labels); ACC only for the reader.", "",
             "| table | variant | seed agreement (ARI) | ACC mean ± std | median fit s |", "|---|---|---|---|---|",
             *lines, "", "Mean seed agreement over the tables: " +

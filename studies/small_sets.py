@@ -6,7 +6,7 @@ random subsets of MNIST of 1,000 and 3,000 images, and 3,000 MNIST images shrunk
 row gives ACC, NMI, the agreement between seeds' clusterings (mean ARI, label-free) and the seconds
 of one fit. Labels are used for the scores only.
 
-    python benchmarks/small_sets.py        # writes results/small_sets.{json,md}
+    python studies/small_sets.py        # writes results/small_sets.{json,md}
 """
 
 import json
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe, machine
 
 RESULTS = Path(__file__).parent / "results"
 SEEDS = (0, 1, 2)
@@ -67,7 +69,7 @@ def main():
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "small_sets.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     text = [f"# Small image sets: the step budget against 30 epochs alone ({describe()})", "",
-            f"`python benchmarks/small_sets.py`: `EncodingClusterer(10, random_state=seed)` and the same with "
+            f"`python studies/small_sets.py`: `EncodingClusterer(10, random_state=seed)` and the same with "
             f"`steps=0`, seeds {', '.join(map(str, SEEDS))}.", "",
             "| data | samples | variant | epochs | ACC mean ± std | NMI mean | seed agreement (ARI) | median fit s |",
             "|---|---|---|---|---|---|---|---|", *lines]

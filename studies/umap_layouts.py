@@ -10,10 +10,10 @@ mixture, exactly as `EncodingClusterer` does with `umap_layouts`. Each row: one 
 mean agreement (ARI) with the other layouts' clusters, its silhouette, and which each criterion
 keeps. Neither reads labels; ACC is only the score.
 
-    python benchmarks/umap_layouts.py                    # the default's own layouts: results/umap_layouts.*
-    python benchmarks/umap_layouts.py --datasets digits --seeds 0 --layouts 3
-    python benchmarks/umap_layouts.py --umap-epochs 100   # the default's layouts before by_size: *_100ep.*
-    python benchmarks/umap_layouts.py --space input       # the scaled input laid out instead: *_input.*
+    python studies/umap_layouts.py                    # the default's own layouts: results/umap_layouts.*
+    python studies/umap_layouts.py --datasets digits --seeds 0 --layouts 3
+    python studies/umap_layouts.py --umap-epochs 100   # the default's layouts before by_size: *_100ep.*
+    python studies/umap_layouts.py --space input       # the scaled input laid out instead: *_input.*
 
 With ``--space input`` no network is trained: the scaled input (what the `umap` preset lays out) takes
 the codes' place, laid out and clustered with the default's UMAP and mixture settings, so the two
@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-import image_sets
-from machine import describe
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+import common
+from common import describe, seeds_agreement
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -43,7 +45,7 @@ def layouts_of(dataset, seed, count, umap_epochs=None, space="codes"):
     from encluster.params import take
     from encluster.stages import cluster, embed
 
-    X, y, shape = image_sets.load(dataset)
+    X, y, shape = common.load_image_set(dataset)
     if space == "codes":
         est = EncodingClusterer(10, random_state=seed, selflabel="off", umap_layouts=1).fit(X, image_shape=shape)
     else:  # the umap preset's codes are its scaled input; its own single-pass layout is not used
@@ -82,15 +84,13 @@ def by_fit(rows):
 
 def seed_agreement(rows, labelings):
     """For each data set and criterion: the mean ARI between the clusterings it keeps for different seeds
-    (the mean of `most_agreeing`'s per-clustering agreements is the mean over pairs)."""
-    from encluster.stages.cluster import most_agreeing
-
+    (`common.seeds_agreement`)."""
     result = {}
     for (dataset, seed), layouts in by_fit(rows).items():
         for criterion, choose in CRITERIA.items():
             kept = labelings[dataset, seed][choose(layouts)["layout"]]
             result.setdefault(dataset, {}).setdefault(criterion, []).append(kept)
-    return {dataset: {criterion: statistics.fmean(most_agreeing(kept)[1])
+    return {dataset: {criterion: seeds_agreement(kept)
                       for criterion, kept in criteria.items() if len(kept) > 1}
             for dataset, criteria in result.items()}
 
@@ -122,7 +122,7 @@ def markdown(rows, agreement_across_seeds, machine, command, space):
 
 
 def main():
-    parser = image_sets.study_parser(__doc__)
+    parser = common.study_parser(__doc__)
     parser.add_argument("--layouts", type=int, default=5)
     parser.add_argument("--umap-epochs", type=int, help="layout epochs (default: the default preset's)")
     parser.add_argument("--space", choices=("codes", "input"), default="codes",
@@ -139,7 +139,7 @@ def main():
         (" --space input" if args.space == "input" else "")
     name = "umap_layouts" + (f"_{args.umap_epochs}ep" if args.umap_epochs else "") + \
         ("_input" if args.space == "input" else "")
-    command = "python benchmarks/umap_layouts.py" + flags
+    command = "python studies/umap_layouts.py" + flags
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine, "runs": rows, "seed_agreement": across,
                                                       "umap_epochs": args.umap_epochs, "space": args.space},

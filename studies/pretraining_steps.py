@@ -10,7 +10,7 @@ its best over the whole run: further steps buy little (or, for small sets, start
 labels are read. The sets span sizes and kinds: MNIST subsets, MNIST at 16x16, scikit-learn's
 `digits`, and tables.
 
-    python benchmarks/pretraining_steps.py             # writes results/pretraining_steps.{json,md}
+    python studies/pretraining_steps.py             # writes results/pretraining_steps.{json,md}
 """
 
 import argparse
@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+from common import describe, machine
 
 RESULTS = Path(__file__).parent / "results"
 WITHIN = 0.02
@@ -112,7 +114,7 @@ def main():
     (RESULTS / "pretraining_steps.json").write_text(json.dumps({"machine": machine(), "args": vars(args),
                                                                 "fit": fit, "rows": rows}, indent=1))
     lines = [f"# Pretraining steps the autoencoder needs, by data size ({describe()})", "",
-             f"`python benchmarks/pretraining_steps.py --max-steps {args.max_steps} --seed {args.seed}`: the "
+             f"`python studies/pretraining_steps.py --max-steps {args.max_steps} --seed {args.seed}`: the "
              f"default preset's network on 80 % of each set; the first step at which the held-out 20 %'s "
              f"reconstruction loss is within {WITHIN:.0%} of its best in {args.max_steps} steps. No labels.", "",
              "| data | samples | features | steps needed | epochs needed | best at step | seconds |",

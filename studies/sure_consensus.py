@@ -11,14 +11,16 @@ consensus, the sure members, how many sure members the consensus would drop, and
 labels, never used) how pure both sets are. Self-labelling is off: the sure members come from the
 clusters before it.
 
-    python benchmarks/sure_consensus.py        # writes results/sure_consensus.{json,md}
+    python studies/sure_consensus.py        # writes results/sure_consensus.{json,md}
 """
 
 import json
 from pathlib import Path
 
-import image_sets
-from machine import describe
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+import common
+from common import describe
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -49,7 +51,7 @@ def consensus_of(dataset, seed):
     seen, most_agreeing = [], cluster.most_agreeing
     cluster.most_agreeing = lambda labelings: (seen.append(labelings), most_agreeing(labelings))[1]
     try:
-        X, y, shape = image_sets.load(dataset)
+        X, y, shape = common.load_image_set(dataset)
         est = EncodingClusterer(10, random_state=seed, selflabel="off").fit(X, image_shape=shape)
     finally:
         cluster.most_agreeing = most_agreeing
@@ -68,7 +70,7 @@ def consensus_of(dataset, seed):
 
 def markdown(rows, machine):
     lines = [f"# Sure members and the UMAP layouts' consensus ({machine})", "",
-             "`python benchmarks/sure_consensus.py`: the default's clusters before self-labelling; consensus = every "
+             "`python studies/sure_consensus.py`: the default's clusters before self-labelling; consensus = every "
              "layout (matched to the kept one) puts the sample in the same cluster. Purity scores with labels and "
              "chose nothing.", "",
              "| data | samples | seed | layouts | in consensus | sure members | dropped by consensus | "
@@ -82,7 +84,7 @@ def markdown(rows, machine):
 
 
 def main():
-    args = image_sets.study_parser(__doc__).parse_args()
+    args = common.study_parser(__doc__).parse_args()
     rows = []
     for dataset in args.datasets:
         for seed in args.seeds:

@@ -18,9 +18,9 @@ sure members, and how well the seeds' relabelled clusters agree with each other 
 pairs of seeds). ACC before and after relabelling every sample is printed beside them, for
 information only: no choice reads it.
 
-    python benchmarks/selflabel_classifier.py --datasets mnist-test mnist --seeds 0 \
+    python studies/selflabel_classifier.py --datasets mnist-test mnist --seeds 0 \
         --variants plain ema batchnorm dropout smoothing tta          # results/selflabel_classifier.{json,md}
-    python benchmarks/selflabel_classifier.py --variants plain smoothing smoothing-0.2 \
+    python studies/selflabel_classifier.py --variants plain smoothing smoothing-0.2 \
         --name selflabel_smoothing                                    # the four small sets, seeds 0-2
 """
 
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-import image_sets
-from machine import describe, machine
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the shared helpers: common.py
+import common
+from common import describe, machine, seeds_agreement
 
 RESULTS = Path(__file__).parent / "results"
 # Each variant's added layers (None: the classifier as it is) and label smoothing.
@@ -135,7 +137,7 @@ def study(dataset, seed, variants):
     from encluster.scaling import ScaledRows
     from encluster.stages import selflabel
 
-    X, y, shape = image_sets.load(dataset)
+    X, y, shape = common.load_image_set(dataset)
     clock = time.perf_counter()
     est = EncodingClusterer(10, random_state=seed, selflabel="off").fit(X, image_shape=shape)
     first = time.perf_counter() - clock
@@ -166,14 +168,6 @@ def study(dataset, seed, variants):
     return rows, labelings
 
 
-def seeds_agreement(labelings):
-    """Mean adjusted Rand index over pairs of seeds' labels (the mean of each one's mean agreement
-    with the others); None for one seed."""
-    from encluster.stages.cluster import most_agreeing
-
-    return statistics.fmean(most_agreeing(labelings)[1]) if len(labelings) > 1 else None
-
-
 def write(name, rows, agreement, variants):
     """The results as `RESULTS`/`name`.json and .md; `agreement`: the seeds' agreement by (data set, variant)."""
     datasets, seeds = list(dict.fromkeys(r["dataset"] for r in rows)), sorted({r["seed"] for r in rows})
@@ -193,7 +187,7 @@ def write(name, rows, agreement, variants):
     (RESULTS / f"{name}.json").write_text(json.dumps(
         {"machine": machine(), "ema_decay": EMA_DECAY, "rows": rows,
          "seeds_agreement": [{"dataset": d, "variant": v, "ari": a} for (d, v), a in agreement.items()]}, indent=1))
-    command = (f"python benchmarks/selflabel_classifier.py --datasets {' '.join(datasets)} --seeds "
+    command = (f"python studies/selflabel_classifier.py --datasets {' '.join(datasets)} --seeds "
                f"{' '.join(map(str, seeds))} --variants {' '.join(variants)} --name {name}")
     text = [f"# Self-labelling classifier variants, chosen without labels ({describe()})", "",
             f"`{command}`: first stages of the default, a tenth of the sure members held out, the classifier "
@@ -209,7 +203,7 @@ def write(name, rows, agreement, variants):
 
 
 def main():
-    parser = image_sets.study_parser(__doc__)
+    parser = common.study_parser(__doc__)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--name", default="selflabel_classifier", help="results file name (without extension)")
     args = parser.parse_args()
