@@ -203,8 +203,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                             "check the data")
         self.method_, self.training_ = method, training
         self.refinement_ = refine.config(refinement, pipeline.refinement) if pipeline.refinement else None
+        per_cluster = cluster.expected_size(len(X), clustering)
+        n_neighbors = embed.neighbours_for(embedding, per_cluster)
         self.selflabeling_ = selflabel.config(take(selflabel.SelfLabelSettings, values), image_shape, X.shape[1],
-                                              training.precision)
+                                              training.precision, n_neighbors, per_cluster)
         self.world_size_ = group.world_size
         seed = int(self.random_state if self.random_state is not None else np.random.default_rng().integers(2**31 - 1))
         keep(self, Inputs(X.shape[1], image_shape, names, Scaler.fit(X, _scaling_for(encoding, pipeline), summary),
@@ -222,19 +224,35 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         with measure("encode"):
             self.codes_ = self._encode_shards(data, group, device)
 
-        layouts = [(None, None)]  # each (embedding, embedded); None: cluster the codes themselves
-        if pipeline.embedding:
-            with measure("embed"):
-                layouts = [embed.fit(self.codes_, encode.per_cluster(k), embedding, seed=self.seed_ + i, group=group)
-                           for i in range(embed.layouts_for(len(X), embedding))]
-
-        with measure("cluster"):
-            kept, found, agreement = cluster.fit_most_agreeing(
-                [embedded for _, embedded in layouts], self.codes_, clustering, pipeline.clustering, seed=self.seed_,
-                group=group)
-            embedding, embedded = layouts[kept]
-            keep(self, embed.Layout(embedding, agreement, embedded))
+        count = embed.layouts_for(len(X), embedding) if pipeline.embedding else 1
+        spaces = {"encoding": self.codes_}
+        if embed.choose_space(embedding, method, len(X), count):
+            spaces["input"] = encode.encode(None, data)  # the scaled input, clustered as method "umap" would
+        candidates = {}
+        for space, points in spaces.items():
+            layouts = [(None, None)]  # each (embedding, embedded); None: cluster the points themselves
+            if pipeline.embedding:
+                with measure("embed"):
+                    layouts = [embed.fit(points, embed.width_for(k), embedding, n_neighbors=n_neighbors,
+                                         seed=self.seed_ + i, group=group) for i in range(count)]
+            with measure("cluster"):
+                kept, found, agreement = cluster.fit_most_agreeing(
+                    [embedded for _, embedded in layouts], points, clustering, pipeline.clustering, seed=self.seed_,
+                    group=group)
+            candidates[space] = (*layouts[kept], agreement, found)
             layouts = None
+        chosen, choice = cluster.most_stable({space: c[2] for space, c in candidates.items()})
+        kept_embedding, embedded, agreement, found = candidates[chosen]
+        candidate_labels = {space: c[3].labels for space, c in candidates.items()} if len(spaces) > 1 else None
+        candidates = None
+        if chosen == "input":
+            log.info("clustering the input, not its encoding: its UMAP layouts agree more across seeds (mean ARI "
+                     "%.3f against %.3f)", choice["agreement"]["input"], choice["agreement"]["encoding"])
+            self.method_, self.codes_ = "umap", spaces["input"]
+            keep(self, encode.Network(None, [], training))
+        spaces = None
+        with measure("cluster"):
+            keep(self, embed.Layout(kept_embedding, agreement, choice, embedded, candidate_labels))
             keep(self, found)
             keep(self, refine.Refinement([]))
             if self.refinement_ is not None:

@@ -16,12 +16,12 @@ def peak_memory_mb():
 
 @contextmanager
 def measured(name, *, seconds, peaks):
-    """Record how long the block took in ``seconds[name]`` and the process's peak memory by its
-    end in ``peaks[name]`` (MB; the peak so far, so the first stage whose entry jumps is the one
-    that needed the memory)."""
+    """Add how long the block took to ``seconds[name]`` (a stage may run in several blocks) and record
+    the process's peak memory by its end in ``peaks[name]`` (MB; the peak so far, so the first stage
+    whose entry jumps is the one that needed the memory)."""
     start = time.perf_counter()
     yield
-    seconds[name] = time.perf_counter() - start
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
     peaks[name] = round(peak_memory_mb(), 1)
 
 

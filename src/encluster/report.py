@@ -220,6 +220,19 @@ def layouts_sentence(record):
             f"others' (mean ARI {agreement[record['kept']]:.3f}; lowest {min(agreement):.3f})")
 
 
+def space_sentence(record):
+    """Which space was clustered and why (`EncodingClusterer.space_choice_`, with each candidate's
+    scores where there were labels), in a few words."""
+    agreement, scores, chosen = record["agreement"], record.get("scores"), record["chosen"]
+    other = "encoding" if chosen == "input" else "input"
+    what = "the scaled input, not its encoding" if chosen == "input" else "the encoding, not the scaled input"
+    sentence = (f"clustered {what}: its UMAP layouts' clusters agree more across seeds (mean ARI "
+                f"{agreement[chosen]:.3f} against {agreement[other]:.3f}; no labels used)")
+    if scores:
+        sentence += f"; ACC {scores[chosen]['acc']:.4f}, the {other}'s {scores[other]['acc']:.4f}"
+    return sentence
+
+
 def _scores_table(runs):
     """Scores on the encoding (and raw pixels) for one or several runs."""
     head = "<tr><th>run</th><th>data</th>" + "".join(f"<th>{n}</th>" for n in SCORE_NAMES) + "</tr>"
@@ -347,6 +360,8 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
              "encluster": metrics.get("encluster_version")}
     if metrics.get("layout_agreement"):
         facts["UMAP"] = layouts_sentence(metrics["layout_agreement"])
+    if metrics.get("space_choice"):
+        facts["space"] = space_sentence(metrics["space_choice"])
     facts_html = "".join(f"<span><b>{k}</b> {html.escape(str(v))}</span>" for k, v in facts.items())
     separation = metrics.get("separation") or {}
     warning = ""

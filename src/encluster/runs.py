@@ -237,6 +237,9 @@ def _run(config, out, checkpoint, verbose):
         if est.selflabel_ is not None:
             metrics["selflabel"] = {**est.selflabel_, "before": None if dataset.y is None
                                     else score(dataset.y, est.clustered_labels_)}
+        if est.space_choice_ is not None:
+            metrics["space_choice"] = {**est.space_choice_, "scores": None if dataset.y is None else {
+                space: score(dataset.y, labels) for space, labels in est.candidate_labels_.items()}}
 
     if out is None:  # not rank 0: nothing to save
         return metrics, dataset, est, None

@@ -33,6 +33,13 @@ ClusterSettings = settings_class("ClusterSettings", SETTINGS, "How the codes (or
 ALGORITHMS = ("kmeans", "gmm")
 
 
+def expected_size(n_samples, settings):
+    """About how many samples a cluster holds: the samples per cluster asked for, or with
+    n_clusters "auto" per cluster of the most considered (the smallest clusters it may find)."""
+    k = settings.n_clusters if settings.n_clusters != "auto" else min(settings.max_clusters, most_clusters(n_samples))
+    return n_samples / k
+
+
 def kmeans(X, n_clusters, *, n_init=10, random_state=None, what="data"):
     """Cluster `X` with k-means; return ``(labels, centers)``. `what` names `X` in errors.
 
@@ -325,6 +332,19 @@ def most_agreeing(labelings):
             pairs[i, j] = pairs[j, i] = adjusted_rand_score(labelings[i], labelings[j])
     agreement = (pairs.sum(axis=1) - 1) / (count - 1)
     return int(agreement.argmax()), [float(a) for a in agreement]
+
+
+def most_stable(agreements):
+    """Of candidate spaces (by name, the first kept on a tie; each one's `fit_most_agreeing` record),
+    the one whose UMAP layouts' clusters agree most across seeds (the mean ARI over every pair of
+    layouts), and a record of the choice (with one candidate: it, and None). No labels are read."""
+    names = list(agreements)
+    if len(names) == 1:
+        return names[0], None
+    means = {name: float(np.mean(found["agreement"])) for name, found in agreements.items()}
+    chosen = max(names, key=lambda name: (means[name], -names.index(name)))
+    return chosen, {"chosen": chosen, "agreement": {name: round(mean, 4) for name, mean in means.items()},
+                    "layouts": {name: [round(a, 4) for a in found["agreement"]] for name, found in agreements.items()}}
 
 
 def fit_most_agreeing(spaces, codes, settings, algorithm, *, seed, group):

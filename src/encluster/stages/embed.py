@@ -25,13 +25,32 @@ import numpy as np
 from ..errors import DataError, ModelError
 from ..fitted import unsaved
 from ..params import Either, Interval, Options, Setting, settings_class
+from .encode import per_cluster
+
+# n_neighbors auto: half of the samples per cluster, so that a point's neighbourhood stays within its own group
+# even where groups are small (10 faces per person: 5 neighbours), and N2D's 20 from 40 samples per cluster up.
+# Fewer than 3 neighbours leave UMAP's graph in pieces.
+MIN_AUTO_NEIGHBORS, MAX_AUTO_NEIGHBORS = 3, 20
+# UMAP's width: one dimension per cluster (N2D) up to this many. Above it the Gaussian mixture's full covariances
+# grow with the square of the width while the points per cluster shrink: 40 components in 40 dimensions on 400
+# points cost a third of a run, for no better clusters than in 10 (docs/benchmarks.md, small data).
+MAX_WIDTH = 10
+# space="choose": on data of up to this many samples the scaled input is laid out by UMAP and clustered beside the
+# encoding, and the space whose layouts' clusters agree more across seeds is kept (`cluster.most_stable`). Above
+# it the encoding is kept without asking: the agreement's reliability was measured on small sets only.
+MAX_SAMPLES_TO_CHOOSE_SPACE = 5_000
 
 SETTINGS = (
-    Setting("n_neighbors", Interval(int, 2), "UMAP's neighbourhood: how many neighbours shape each point's place", 20),
+    Setting("n_neighbors", Either((Interval(int, 2), Options(("auto",)))), "UMAP's neighbourhood: how many "
+            f"neighbours shape each point's place; auto: half the expected cluster size (samples / clusters), "
+            f"{MIN_AUTO_NEIGHBORS} to {MAX_AUTO_NEIGHBORS}", "auto"),
     Setting("umap_epochs", Either((Interval(int, 1), Options(("auto", "by_size")))),
             "passes of UMAP's layout optimisation; auto: umap-learn's own (200 above 10,000 samples, 500 below); "
             "by_size: 2,000,000 sample-passes per layout, from 100 to 200 (200 up to 10,000 samples, 100 from 20,000)",
             "auto"),
+    Setting("space", Options(("encoding", "choose")), "what n2d clusters: the encoding; choose: on up to "
+            f"{MAX_SAMPLES_TO_CHOOSE_SPACE:,} samples also the scaled input, whichever one's UMAP layouts agree more "
+            "across seeds (on small sets it picked the better one in 15 of 24 fits, docs/benchmarks.md)", "encoding"),
     Setting("umap_layouts", Either((Interval(int, 1), Options(("auto",)))),
             "UMAP layouts from different seeds, each clustered; the clusters that agree best with the others' are "
             "kept; auto: up to 5 where they fit within 100,000 samples laid out in all, else 1", 1),
@@ -51,7 +70,7 @@ MIN_LAYOUTS = 3
 # umap_epochs by_size: as many passes as lay out this many samples in all, within [MIN, MAX]_SIZED_EPOCHS. On the
 # default's codes of 10,000 images, 200 passes instead of 100 raised how well seeds' clusters agree (mean ARI,
 # no labels read: MNIST 16x16 0.836 -> 0.906, MNIST test 0.923 -> 0.929; digits unchanged, 0.797 -> 0.796;
-# benchmarks/results/umap_layouts_200ep.md). From 20,000 samples it is the 100 passes measured on MNIST-70k.
+# studies/results/umap_layouts_200ep.md). From 20,000 samples it is the 100 passes measured on MNIST-70k.
 EPOCH_BUDGET = 2_000_000
 MIN_SIZED_EPOCHS, MAX_SIZED_EPOCHS = 100, 200
 # Layout epochs placing new points (umap-learn's transform: 100 up to 10,000 points, 30 above).
@@ -279,12 +298,30 @@ def epochs_for(n_samples, settings):
     return settings.umap_epochs
 
 
-def fit(codes, width, settings, *, seed, group):
+def choose_space(settings, method, n_samples, layouts):
+    """Whether to compare the encoding with the scaled input (`space` "choose", where n2d runs, on up to
+    `MAX_SAMPLES_TO_CHOOSE_SPACE` samples, with more than one UMAP layout to measure agreement on)."""
+    return settings.space == "choose" and method == "n2d" and n_samples <= MAX_SAMPLES_TO_CHOOSE_SPACE and layouts > 1
+
+
+def width_for(n_clusters):
+    """UMAP's width: N2D's one dimension per cluster, at most `MAX_WIDTH`."""
+    return min(MAX_WIDTH, per_cluster(n_clusters))
+
+
+def neighbours_for(settings, per_cluster):
+    """UMAP's neighbourhood (`n_neighbors`, "auto" resolved) where clusters hold about `per_cluster` samples."""
+    if settings.n_neighbors != "auto":
+        return settings.n_neighbors
+    return int(min(MAX_AUTO_NEIGHBORS, max(MIN_AUTO_NEIGHBORS, round(per_cluster / 2))))
+
+
+def fit(codes, width, settings, *, n_neighbors, seed, group):
     """UMAP of the codes; return ``(embedding, embedded)``. Above MAX_UMAP_FIT_SAMPLES it is fitted on
     a seeded sample and the rest placed by transform. UMAP does not distribute: rank 0 fits it, and
     each process transforms its shard."""
     fit_all = len(codes) <= MAX_UMAP_FIT_SAMPLES
-    embedding = UmapEmbedding(width, n_neighbors=settings.n_neighbors, min_dist=MIN_DIST,
+    embedding = UmapEmbedding(width, n_neighbors=n_neighbors, min_dist=MIN_DIST,
                               n_epochs=epochs_for(min(len(codes), MAX_UMAP_FIT_SAMPLES), settings), random_state=seed)
 
     def fit_on_main():
@@ -316,12 +353,16 @@ def apply(embedding, codes):
 @dataclass
 class Layout:
     """The embed stage's fitted state: the UMAP embedding kept (None where the method embeds
-    nothing), where it put each training sample (not saved), and, where UMAP was laid out more
-    than once, how the layouts agreed (`encluster.stages.cluster.fit_most_agreeing`)."""
+    nothing), where it put each training sample (not saved), where UMAP was laid out more than
+    once, how the layouts agreed (`encluster.stages.cluster.fit_most_agreeing`), and where the
+    encoding and the input were both laid out, which was kept and why (`cluster.most_stable`) and
+    each one's clusters (not saved)."""
 
     embedding: UmapEmbedding | None
     layout_agreement: dict | None
+    space_choice: dict | None
     embedded: np.ndarray | None = unsaved("embedded_")
+    candidate_labels: dict | None = unsaved("candidate_labels_")
 
     def to_arrays(self, training_rows=True):
         """The embedding's arrays by name and its settings. UMAP places a new point by its nearest
@@ -329,6 +370,8 @@ class Layout:
         method umap, the scaled input itself); ``training_rows=False`` leaves them out, and the
         loaded model then cannot place new points."""
         meta = {"layout_agreement": self.layout_agreement}
+        if self.space_choice is not None:  # absent from models that had no choice, as from those saved before it
+            meta["space_choice"] = self.space_choice
         if self.embedding is None:
             return {}, {**meta, "umap": None}
         arrays, described = self.embedding.to_arrays()
@@ -340,7 +383,8 @@ class Layout:
     def from_arrays(cls, arrays, meta, shape):
         """Rebuild the embedding, checked against the code size."""
         # layout_agreement is absent from models saved before it was recorded.
-        return cls(_embedding_from_arrays(arrays, meta["umap"], shape), meta.get("layout_agreement"))
+        return cls(_embedding_from_arrays(arrays, meta["umap"], shape), meta.get("layout_agreement"),
+                   meta.get("space_choice"))
 
 
 def _embedding_from_arrays(arrays, described, shape):

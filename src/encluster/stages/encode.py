@@ -27,7 +27,7 @@ AUTO_CODE_SIZE = 10
 WIDTH_PER_FEATURE = 8
 WIDTH_BOUNDS = (64, 500)
 # steps="auto": at least STEPS_PER_ROOT_SAMPLE x sqrt(n) optimizer steps, where the held-out reconstruction loss
-# levels off on sets of 178 to 16,000 samples (benchmarks/results/pretraining_steps.md).
+# levels off on sets of 178 to 16,000 samples (studies/results/pretraining_steps.md).
 STEPS_PER_ROOT_SAMPLE = 10
 
 SETTINGS = (

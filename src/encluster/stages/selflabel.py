@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import ConfigError, ModelError
 from ..fitted import attribute, unsaved
 from ..models import Classifier, ClassifierSpec, classifier_shapes, restored
-from ..params import Interval, Options, Setting, settings_class
+from ..params import Either, Interval, Options, Setting, settings_class
 from ..scaling import row_range
 from ..training import (BatchReader, StepLoop, StepTask, adam, apply_in_batches, epoch_order,
                         learning_rate_at)
@@ -40,11 +40,18 @@ from .encode import hidden_widths
 
 log = logging.getLogger(__name__)
 
+# selflabel auto: on only where clusters hold this many samples or more (samples / clusters). With 10 to 15 images
+# per cluster the classifier, taught by a few sure members each, lowered ACC (400 images in 40 groups: 0.68 before
+# it, 0.57 to 0.61 after; docs/benchmarks.md, small data); on digits' 180 per cluster it raises it.
+MIN_PER_CLUSTER = 50
+
 SETTINGS = (
     Setting("selflabel", Options(("off", "on", "auto")), "relabel every sample with a classifier trained on the "
-            "clusters' surest members (a CNN for images, an MLP for other rows); auto: on for images", "off"),
-    Setting("selflabel_neighbors", Interval(int, 1), "selflabel: a member is sure when this many of its nearest "
-            "neighbours in code space share its cluster", 10),
+            "clusters' surest members (a CNN for images, an MLP for other rows); auto: on for images of at least "
+            f"{MIN_PER_CLUSTER} samples per cluster", "off"),
+    Setting("selflabel_neighbors", Either((Interval(int, 1), Options(("auto",)))), "selflabel: a member is sure "
+            "when this many of its nearest neighbours in code space share its cluster; auto: half of UMAP's "
+            "n_neighbors (10 of 20)", "auto"),
     Setting("selflabel_steps", Interval(int, 1), "selflabel: optimizer steps (batches of 128) of the classifier, "
             "whatever the number of samples", 6000),
     Setting("selflabel_width", Interval(int, 1), "selflabel: channels of the CNN's first convolution (twice as many "
@@ -62,15 +69,18 @@ SETTINGS = (
 )
 SelfLabelSettings = settings_class("SelfLabelSettings", SETTINGS, "How the classifier relabels the clusters.")
 # Batches of 128: 6,000 of them come within 0.0026 of the held-out agreement of 6,000 batches of 256 (above it on
-# digits) in half the time; 12,000 of 64 did no better (benchmarks/results/selflabel_budget.md).
+# digits) in half the time; 12,000 of 64 did no better (studies/results/selflabel_budget.md).
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3  # Adam's, decayed to 0 along a cosine over the steps
-# A cluster with fewer sure members than this is topped up with its members of highest neighbour agreement,
-# so every cluster is taught (a cluster the classifier never saw would vanish).
+# A cluster with fewer sure members than this (or than half its members) is topped up with its members of highest
+# neighbour agreement, so every cluster is taught (a cluster the classifier never saw would vanish); a cluster of
+# 10 keeps its surest 5 rather than all 10.
 MIN_MEMBERS = 20
-# At most this many passes over the sure members: 6,000 steps are 512 passes over digits' ~1,500 sure members
-# but 15,000 over 50 images, where the classifier has long learnt all there is and only the clock runs.
-MAX_PASSES = 1000
+# At most this many passes over the sure members: 6,000 steps were 512 passes over digits' ~1,500 sure members and
+# 15,000 over 50 images, where the classifier has long learnt all there is and only the clock runs. 100 passes keep
+# a 2,000-image set within half a minute end to end and leave the sets of 7,700 sure members or more their 6,000
+# steps (docs/benchmarks.md, small data).
+MAX_PASSES = 100
 CHECKPOINT_EVERY = 500  # steps between checkpoints (besides the one a stop writes)
 LOSS_EVERY = 100  # steps per entry of the loss history
 
@@ -118,12 +128,16 @@ class SelfLabelConfig:
                                                 ("scale", self.scale)) if value}
 
 
-def config(settings, image_shape, n_features, precision):
-    """The classifier's configuration, or None where self-labelling is off ("auto": on for images)."""
-    if settings.selflabel == "off" or (settings.selflabel == "auto" and image_shape is None):
+def config(settings, image_shape, n_features, precision, umap_neighbors, per_cluster):
+    """The classifier's configuration, or None where self-labelling is off ("auto": on for images of
+    at least `MIN_PER_CLUSTER` samples per cluster, `per_cluster` the expected size); `umap_neighbors`:
+    UMAP's neighbourhood, which "auto" sure members take half of."""
+    if settings.selflabel == "off" or (settings.selflabel == "auto" and (
+            image_shape is None or per_cluster < MIN_PER_CLUSTER)):
         return None
     width = settings.selflabel_width if image_shape is not None else hidden_widths("auto", n_features)[0]
-    return SelfLabelConfig(neighbors=settings.selflabel_neighbors, steps=settings.selflabel_steps, width=width,
+    neighbors = settings.selflabel_neighbors
+    return SelfLabelConfig(neighbors=max(1, umap_neighbors // 2) if neighbors == "auto" else neighbors, steps=settings.selflabel_steps, width=width,
                            smoothing=settings.selflabel_smoothing,
                            image_shape=None if image_shape is None else tuple(image_shape),
                            shift=settings.augment_shift, rotation=settings.augment_rotation,
@@ -160,8 +174,9 @@ def sure_members(neighbours, labels, rows, n_clusters, n_neighbors):
     own = labels[rows]
     for cluster in range(n_clusters):
         members = np.flatnonzero(own == cluster)
-        if chosen[members].sum() < min(MIN_MEMBERS, len(members)):
-            best = members[np.argsort(-agreement[members], kind="stable")[:MIN_MEMBERS]]
+        wanted = min(MIN_MEMBERS, math.ceil(len(members) / 2))
+        if chosen[members].sum() < wanted:
+            best = members[np.argsort(-agreement[members], kind="stable")[:wanted]]
             chosen[best] = True
     return rows[chosen]
 
