@@ -13,7 +13,7 @@ label-free choice picks the better one can be counted.
     python benchmarks/small_data.py --previous 8dc2616       # with the default of that commit beside it
     python benchmarks/small_data.py --quick --results /tmp/x # tiny, one seed: that the script still runs
     python benchmarks/small_data.py --variants kmeans-raw --previous 8dc2616 --results /tmp/p   # the slow one apart,
-    python benchmarks/small_data.py --add /tmp/p/small_data.json    # then tabulated with the others
+    python benchmarks/small_data.py --add /tmp/p/small_data.json    # the rest, tabulated with its rows
 """
 
 import argparse
@@ -109,9 +109,9 @@ def run_one(name, variant, seed):
     k = len(np.unique(y))
     started = time.perf_counter()
     record = {}
-    if variant == "kmeans-raw":  # the baseline the CLI prints: k-means on the scaled input, 10 restarts
+    if variant == "kmeans-raw":  # the baseline `encluster run` prints: k-means, 10 restarts, on min-max scaled input
         rows = X.reshape(len(X), -1)
-        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(Scaler.fit(rows, "auto").transform(rows))
+        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(Scaler.fit(rows, "minmax").transform(rows))
     else:
         # default-choose: the default with space="choose", the encoding or the input by the layouts' agreement.
         est = EncodingClusterer(k, preset="umap" if variant == "umap" else "default", random_state=seed,
@@ -152,9 +152,10 @@ def markdown(rows, seeds, previous):
     sets = list(dict.fromkeys(r["set"] for r in rows))
     variants = [v for v in VARIANTS if any((s, v) in by for s in sets)]
     lines = [f"# Small data and many clusters ({describe()})", "",
-             f"`python benchmarks/small_data.py{f' --previous {previous}' if previous else ''}`: seeds "
+             f"`python benchmarks/small_data.py {' '.join(sys.argv[1:])}`".replace(" `", "`") + f": seeds "
              f"{', '.join(map(str, seeds))}; ACC mean ± std over seeds (median seconds of one fit). previous-default: "
-             f"the default at {previous or '-'}.", "",
+             f"the default at {previous or '-'} (with --add: run apart, `--variants kmeans-raw --previous "
+             f"{previous or 'COMMIT'}`, and its rows added). kmeans-raw: the baseline `encluster run` prints.", "",
              "| set | samples | classes | " + " | ".join(variants) + " | default − k-means | default-choose's space |",
              "|---|---|---|" + "---|" * len(variants) + "---|---|"]
     picks = []
@@ -206,16 +207,14 @@ def main():
         args.sets, args.seeds = ["quick-images", "wine"], [0]
     variants = args.variants + (["previous-default"] if args.previous else [])
     source = previous_source(args.previous) if args.previous else None
-    added = {(r["set"], r["variant"], r["seed"]): r for path in args.add for r in json.loads(path.read_text())["rows"]}
+    added = {(r["set"], r["variant"], r["seed"]): r for path in args.add for r in json.loads(path.read_text())["rows"]
+             if r["variant"] not in variants}  # a variant run now is not taken from an earlier run
     args.previous = args.previous or next((json.loads(path.read_text())["previous"] for path in args.add
                                            if json.loads(path.read_text())["previous"]), None)
     rows = []
     for name in args.sets:
         for variant in variants:
             for seed in args.seeds:
-                if (name, variant, seed) in added:  # run already, in a run tabulated here
-                    rows.append(added.pop((name, variant, seed)))
-                    continue
                 row = run_elsewhere(name, seed, source) if variant == "previous-default" else run_one(name, variant,
                                                                                                         seed)
                 rows.append(row)

@@ -26,9 +26,9 @@ from common import benchmark_parser, describe, write_results  # noqa: E402
 from encluster.stages import embed  # noqa: E402
 
 
-def umap_learn_serial(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, threads=None):
+def umap_learn_serial(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, epochs):
     """umap-learn's own call, as `transform` made it before blocks were placed in threads."""
-    return optimize_layout_euclidean(np.array(start), fixed.copy(), rows, cols, embed.TRANSFORM_EPOCHS, len(fixed),
+    return optimize_layout_euclidean(np.array(start), fixed.copy(), rows, cols, epochs, len(fixed),
                                      epochs_per_sample, a, b, rng_state, 1.0, 0.25, 5, False)
 
 
@@ -55,12 +55,10 @@ def main():
     seconds, places = {name: [] for name, _, _ in variants}, {}
     for _ in range(args.repeats):
         for name, layout, count in variants:  # in turn, so the machine's drift falls on all alike
-            embed.place = layout
             torch.set_num_threads(count)
             started = time.perf_counter()
-            places[name] = fitted.transform(new)
+            places[name] = fitted.transform(new, layout=layout)
             seconds[name].append(time.perf_counter() - started)
-    embed.place = ours
     torch.set_num_threads(threads)
     reference = places["umap-learn, serial"]
     rows = [{"variant": name, "median_seconds": round(statistics.median(times), 2),

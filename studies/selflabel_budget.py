@@ -54,14 +54,14 @@ def study(name, grid):
     held, taught = np.sort(members[order[: len(members) // 10]]), np.sort(members[order[len(members) // 10:]])
     rows = []
     for width, steps, batch in grid:
-        selflabel.BATCH_SIZE = batch
         config = dataclasses.replace(selflabel.config(take(selflabel.SelfLabelSettings, {**est.resolved_params(),
                                                                                           "selflabel": "on"}),
-                                                      shape, data.shape[1], est.training_.precision),
+                                                      shape, data.shape[1], est.training_.precision,
+                                                      est.embedding_.n_neighbors, len(X) / est.n_clusters_),
                                      steps=steps, width=width)
         clock = time.perf_counter()
         classifier, _ = selflabel.fit(data, taught, est.labels_[taught], est.n_clusters_, config, seed=0,
-                                      device=torch.device("cpu"), group=current())
+                                      device=torch.device("cpu"), group=current(), batch_size=batch)
         seconds = time.perf_counter() - clock
         labels = selflabel.classify(classifier, data)
         rows.append({"set": name, "n": len(X), "shape": list(shape), "width": width, "steps": steps, "batch": batch,

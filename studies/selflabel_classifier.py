@@ -77,30 +77,23 @@ def train(name, data, taught, targets, n_clusters, config, seed):
     from encluster.distributed import current
     from encluster.stages import selflabel
 
-    saved = selflabel.Classifier, selflabel.adam
-    averaged = {}
-    try:
-        selflabel.Classifier = variant_classifier(name, saved[0])
-        if name == "ema":
-            class Averaged(selflabel.Classifier):
-                def __init__(self, spec):
-                    super().__init__(spec)
-                    averaged["model"] = AveragedModel(self, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY),
-                                                      use_buffers=True)
-                    averaged["source"] = self
+    network, optimizer, averaged = variant_classifier(name, selflabel.Classifier), selflabel.adam, {}
+    if name == "ema":
+        class Averaged(network):
+            def __init__(self, spec):
+                super().__init__(spec)
+                averaged["model"] = AveragedModel(self, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True)
+                averaged["source"] = self
 
-            def adam_updating_average(parameters, learning_rate):
-                optimizer = saved[1](parameters, learning_rate)
-                optimizer.register_step_post_hook(
-                    lambda *_: averaged["model"].update_parameters(averaged["source"]))
-                return optimizer
+        def adam_updating_average(parameters, learning_rate):
+            updating = selflabel.adam(parameters, learning_rate)
+            updating.register_step_post_hook(lambda *_: averaged["model"].update_parameters(averaged["source"]))
+            return updating
 
-            selflabel.Classifier, selflabel.adam = Averaged, adam_updating_average
-        config = dataclasses.replace(config, smoothing=VARIANTS[name][1])
-        classifier, _ = selflabel.fit(data, taught, targets, n_clusters, config, seed=seed,
-                                      device=torch.device("cpu"), group=current())
-    finally:
-        selflabel.Classifier, selflabel.adam = saved
+        network, optimizer = Averaged, adam_updating_average
+    config = dataclasses.replace(config, smoothing=VARIANTS[name][1])
+    classifier, _ = selflabel.fit(data, taught, targets, n_clusters, config, seed=seed, device=torch.device("cpu"),
+                                  group=current(), network=network, optimizer=optimizer)
     if name == "ema":
         return averaged["model"].module.eval()
     return classifier
@@ -146,7 +139,8 @@ def study(dataset, seed, variants):
     order = np.random.default_rng(seed).permutation(len(members))
     held, taught = np.sort(members[order[: len(members) // 10]]), np.sort(members[order[len(members) // 10:]])
     config = selflabel.config(take(selflabel.SelfLabelSettings, {**est.resolved_params(), "selflabel": "on"}), shape,
-                              data.shape[1], est.training_.precision)
+                              data.shape[1], est.training_.precision, est.embedding_.n_neighbors,
+                              len(X) / est.n_clusters_)
     rows, labelings, plain = [], {}, None
     acc_before = round(score(y, est.labels_)["acc"], 4)
     for name in variants:

@@ -46,16 +46,11 @@ def consensus_of(dataset, seed):
     import numpy as np
 
     from encluster import EncodingClusterer
-    from encluster.stages import cluster, selflabel
+    from encluster.stages import selflabel
 
-    seen, most_agreeing = [], cluster.most_agreeing
-    cluster.most_agreeing = lambda labelings: (seen.append(labelings), most_agreeing(labelings))[1]
-    try:
-        X, y, shape = common.load_image_set(dataset)
-        est = EncodingClusterer(10, random_state=seed, selflabel="off").fit(X, image_shape=shape)
-    finally:
-        cluster.most_agreeing = most_agreeing
-    layouts, kept = seen[-1], (est.layout_agreement_ or {"kept": 0})["kept"]
+    X, y, shape = common.load_image_set(dataset)
+    est = EncodingClusterer(10, random_state=seed, selflabel="off").fit(X, image_shape=shape)
+    layouts, kept = est.layout_labels_, (est.layout_agreement_ or {"kept": 0})["kept"]
     reference = layouts[kept]
     votes = np.stack([matched(reference, labels) for labels in layouts])
     consensus = (votes == reference).all(axis=0)

@@ -48,3 +48,16 @@ def test_same_labels_quick_fingerprints_a_run_identical_to_itself(tmp_path):
     assert "Every fingerprint identical." in compared.stdout
     rows = json.loads((tmp_path / "same_labels_once.json").read_text())["rows"]
     assert [r["preset"] for r in rows] == ["umap", "default"] and all(r["dataset"] == "digits" for r in rows)
+
+
+def test_no_benchmark_or_study_patches_a_module_of_encluster():
+    """What a benchmark or study varies goes in as an argument or a setting: assigning to a stage's
+    attribute (a constant, a class, a function) would change it for everything else in the process."""
+    import re
+
+    patched = re.compile(r"^\s*(?:encluster\.)?(?:stages\.)?(?:selflabel|embed|cluster|encode|refine|training|models)"
+                         r"\.\w+\s*=[^=]", re.M)
+    scripts = [*BENCHMARKS.glob("*.py"), *BENCHMARKS.parent.joinpath("studies").glob("*.py")]
+    assert len(scripts) > 15
+    assert not [f"{path.name}: {match.group(0).strip()}" for path in scripts
+                for match in patched.finditer(path.read_text())]

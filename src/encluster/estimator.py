@@ -236,13 +236,13 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                     layouts = [embed.fit(points, embed.width_for(k), embedding, n_neighbors=n_neighbors,
                                          seed=self.seed_ + i, group=group) for i in range(count)]
             with measure("cluster"):
-                kept, found, agreement = cluster.fit_most_agreeing(
+                kept, found, agreement, labelings = cluster.fit_most_agreeing(
                     [embedded for _, embedded in layouts], points, clustering, pipeline.clustering, seed=self.seed_,
                     group=group)
-            candidates[space] = (*layouts[kept], agreement, found)
+            candidates[space] = (*layouts[kept], agreement, found, labelings)
             layouts = None
         chosen, choice = cluster.most_stable({space: c[2] for space, c in candidates.items()})
-        kept_embedding, embedded, agreement, found = candidates[chosen]
+        kept_embedding, embedded, agreement, found, labelings = candidates[chosen]
         candidate_labels = {space: c[3].labels for space, c in candidates.items()} if len(spaces) > 1 else None
         candidates = None
         if chosen == "input":
@@ -252,7 +252,7 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             keep(self, encode.Network(None, [], training))
         spaces = None
         with measure("cluster"):
-            keep(self, embed.Layout(kept_embedding, agreement, choice, embedded, candidate_labels))
+            keep(self, embed.Layout(kept_embedding, agreement, choice, embedded, labelings, candidate_labels))
             keep(self, found)
             keep(self, refine.Refinement([]))
             if self.refinement_ is not None:

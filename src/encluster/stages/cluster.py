@@ -351,19 +351,20 @@ def fit_most_agreeing(spaces, codes, settings, algorithm, *, seed, group):
     """Cluster each of `spaces` (UMAP layouts of `codes` from different seeds, or None for the codes
     themselves) and keep the clustering the others agree with most (`most_agreeing`).
 
-    Returns ``(kept, clusters, agreement)``: the index of the space kept, its `Clusters`, and where
-    there was more than one space, what the vote found (how many, which was kept, each one's mean
-    agreement); else None.
+    Returns ``(kept, clusters, agreement, labelings)``: the index of the space kept, its `Clusters`,
+    where there was more than one space what the vote found (how many, which was kept, each one's
+    mean agreement; else None), and every space's labels, which the vote compared.
     """
     found = [fit(codes if space is None else space, codes, settings, algorithm, seed=seed, group=group)
              for space in spaces]
-    kept, agreement = most_agreeing([clusters.labels for clusters in found])
+    labelings = [clusters.labels for clusters in found]
+    kept, agreement = most_agreeing(labelings)
     if len(spaces) == 1:
-        return kept, found[kept], None
+        return kept, found[kept], None, labelings
     log.info("UMAP laid out %d times; kept layout %d, whose clusters agree best with the others' (mean ARI %.3f; "
              "the others %s)", len(spaces), kept, agreement[kept],
              ", ".join(f"{a:.3f}" for i, a in enumerate(agreement) if i != kept))
-    return kept, found[kept], {"layouts": len(spaces), "kept": kept, "agreement": agreement}
+    return kept, found[kept], {"layouts": len(spaces), "kept": kept, "agreement": agreement}, labelings
 
 
 def predict(centers, mixture, space, codes):

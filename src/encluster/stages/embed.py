@@ -173,8 +173,10 @@ class UmapEmbedding:
         est.a_, est.b_ = float(settings["a"]), float(settings["b"])
         return est
 
-    def transform(self, X):
-        """Place new points `X` in the fitted embedding (training data held fixed)."""
+    def transform(self, X, *, epochs=None, layout=None):
+        """Place new points `X` in the fitted embedding (training data held fixed), with `TRANSFORM_EPOCHS`
+        layout epochs and `place` unless a benchmark compares others (`epochs`; `layout`, called as `place`)."""
+        epochs = TRANSFORM_EPOCHS if epochs is None else epochs
         from umap.umap_ import compute_membership_strengths, smooth_knn_dist
 
         keep_compiled_kernels()
@@ -203,10 +205,10 @@ class UmapEmbedding:
         # Each row is placed on its own: a fixed number of epochs and edge weights taken as they are
         # (not relative to the batch's largest), so a row's place does not depend on its batch.
         weights = vals.astype(np.float64)
-        keep = weights >= 1.0 / TRANSFORM_EPOCHS
+        keep = weights >= 1.0 / epochs
         rng_state = np.random.RandomState(self.random_state).randint(INT32_MIN, INT32_MAX, 3).astype(np.int64)
-        return place(start, self.embedding_, rows[keep], cols[keep], 1.0 / weights[keep], self.a_, self.b_,
-                     rng_state)
+        return (layout or place)(start, self.embedding_, rows[keep], cols[keep], 1.0 / weights[keep], self.a_, self.b_,
+                                 rng_state, epochs=epochs)
 
 
 @functools.cache
@@ -219,7 +221,7 @@ def _layout_epoch():
     return numba.njit(_optimize_layout_euclidean_single_epoch, fastmath=True, nogil=True)
 
 
-def place(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, *, threads=None):
+def place(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, *, epochs=TRANSFORM_EPOCHS, threads=None):
     """Move the new points `start` towards their training neighbours in `fixed` (edges `rows` ->
     `cols`, sorted by row): umap-learn's `optimize_layout_euclidean` for `TRANSFORM_EPOCHS` epochs,
     with the fixed points held still, its learning rate quartered and 5 negative samples per edge.
@@ -238,7 +240,7 @@ def place(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, *, threa
         lo, hi = bounds[block], bounds[block + 1]
         first, last = edges[block], edges[block + 1]
         _layout(start[lo:hi], fixed, rows[first:last] - lo, cols[first:last], epochs_per_sample[first:last], a, b,
-                rng_state)
+                rng_state, epochs)
 
     if len(bounds) > 2:
         from concurrent.futures import ThreadPoolExecutor
@@ -250,7 +252,7 @@ def place(start, fixed, rows, cols, epochs_per_sample, a, b, rng_state, *, threa
     return start
 
 
-def _layout(head, tail, rows, cols, epochs_per_sample, a, b, rng_state):
+def _layout(head, tail, rows, cols, epochs_per_sample, a, b, rng_state, epochs):
     """umap-learn's `optimize_layout_euclidean` loop (without densMAP) on the block `head`, in place."""
     epoch = _layout_epoch()
     negatives = 5  # negative samples per positive one (umap-learn's default)
@@ -261,10 +263,10 @@ def _layout(head, tail, rows, cols, epochs_per_sample, a, b, rng_state):
     unused = np.zeros(1, dtype=np.float32)  # densMAP's arrays
     initial_alpha = 0.25  # umap-learn's transform uses a quarter of the fit's learning rate
     alpha = initial_alpha
-    for n in range(TRANSFORM_EPOCHS):
+    for n in range(epochs):
         epoch(head, tail, rows, cols, len(tail), epochs_per_sample, a, b, rng, 1.0, head.shape[1], False, alpha,
               per_negative, next_negative, next_sample, n, False, unused, unused, 0, 0, 0, 0, unused, unused, 0)
-        alpha = initial_alpha * (1.0 - float(n) / float(TRANSFORM_EPOCHS))
+        alpha = initial_alpha * (1.0 - float(n) / float(epochs))
 
 
 def torch_threads():
@@ -355,13 +357,14 @@ class Layout:
     """The embed stage's fitted state: the UMAP embedding kept (None where the method embeds
     nothing), where it put each training sample (not saved), where UMAP was laid out more than
     once, how the layouts agreed (`encluster.stages.cluster.fit_most_agreeing`), and where the
-    encoding and the input were both laid out, which was kept and why (`cluster.most_stable`) and
-    each one's clusters (not saved)."""
+    encoding and the input were both laid out, which was kept and why (`cluster.most_stable`). Not
+    saved: every layout's clusters, which the vote compared, and each candidate space's."""
 
     embedding: UmapEmbedding | None
     layout_agreement: dict | None
     space_choice: dict | None
     embedded: np.ndarray | None = unsaved("embedded_")
+    layout_labels: list | None = unsaved("layout_labels_")
     candidate_labels: dict | None = unsaved("candidate_labels_")
 
     def to_arrays(self, training_rows=True):

@@ -227,9 +227,13 @@ def augmented(classifier, batch, window, config, generator, group, feature_std):
     return moved.permute(0, 2, 3, 1).reshape(batch.shape)
 
 
-def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, checkpoint=None, group):
+def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, checkpoint=None, group,
+        batch_size=BATCH_SIZE, network=Classifier, optimizer=adam):
     """Train the classifier on the sure `members` (row numbers of `data`) and their cluster `targets`;
     return ``(classifier, loss history)``.
+
+    `batch_size`, `network` (built from a `ClassifierSpec`) and `optimizer` (given the parameters and
+    the learning rate) are the default's unless a study tries others.
 
     The weights and the batches come from `seed` (+ 2, apart from pretraining's and DEC's). With a
     `checkpoint`, the state is kept every `CHECKPOINT_EVERY` steps and when `checkpoint.stop` is set
@@ -240,11 +244,11 @@ def fit(data, members, targets, n_classes, config, *, seed, device, verbose=0, c
                           image_shape=config.image_shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 2)
-        classifier = Classifier(spec)
+        classifier = network(spec)
     members = np.asarray(members)
-    batch_size = min(BATCH_SIZE, group.padded(len(members)))
+    batch_size = min(batch_size, group.padded(len(members)))
     group.check_batch(batch_size, what="the self-labelling batch (fewer sure members than processes)")
-    task = _Teaching(classifier, data, members, targets, config, batch_size, seed, device, group)
+    task = _Teaching(classifier, data, members, targets, config, batch_size, seed, device, group, optimizer)
     StepLoop(task, "self-labelling", checkpoint=checkpoint, group=group, device=device, verbose=verbose,
              stage="selflabel", unit="step", fix="turn self-labelling off (--selflabel off)").run()
     return classifier.to("cpu").eval(), task.state["history"]
@@ -255,11 +259,11 @@ class _Teaching(StepTask):
     they run out, the loss history one mean per `LOSS_EVERY` steps, a checkpoint every
     `CHECKPOINT_EVERY` steps (and on a stop)."""
 
-    def __init__(self, classifier, data, members, targets, config, batch_size, seed, device, group):
+    def __init__(self, classifier, data, members, targets, config, batch_size, seed, device, group, optimizer):
         self.device = torch.device(device)
         self.classifier = self.module = classifier.to(self.device).train()
         self.network = group.data_parallel(classifier)
-        self.optimizer = adam(classifier.parameters(), LEARNING_RATE)
+        self.optimizer = optimizer(classifier.parameters(), LEARNING_RATE)
         self.generator = torch.Generator().manual_seed(seed + 2)
         self.schedule = _Schedule(config.steps)
         self.config, self.batch_size, self.group = config, batch_size, group
