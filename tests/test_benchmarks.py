@@ -29,6 +29,7 @@ def _run(script, results, *extra):
     ("predict_agreement", ["predict_agreement.json", "predict_agreement.md"]),
     ("umap_placement", ["umap_placement.json", "umap_placement.md"]),
     ("small_data", ["small_data.json", "small_data.md"]),
+    ("confidence", ["confidence.json", "confidence.md"]),
 ])
 def test_a_maintained_benchmark_runs_quick_and_writes_its_results(script, files, tmp_path):
     _run(script, tmp_path, *(["--workdir", str(tmp_path / "work")] if script == "scaling" else []))

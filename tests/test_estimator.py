@@ -246,7 +246,14 @@ def test_a_model_saved_by_main_at_2384dab_loads_and_predicts_exactly_as_then(nam
     for meta in (then, now):
         for changing in ("encluster_version", "environment", "weights_sha256"):
             del meta[changing]
+    # Settings declared since (space, unsure) are saved as unset; the confidence is absent then, None now.
+    added = {k: v for k, v in now["params"].items() if k not in then["params"]}
+    assert set(added) == {"space", "unsure"} and set(added.values()) == {None}
+    assert now.pop("confidence") is None and "confidence" not in then
+    now["params"] = {k: v for k, v in now["params"].items() if k in then["params"]}
     assert now == then
+    again = EncodingClusterer.load(tmp_path / "again")  # and the copy loads, without confidences as then
+    assert again.confidence_temperature_ is None and again.method_ == model.method_
     from safetensors.numpy import load_file
 
     then, now = (load_file(f / "model.safetensors") for f in (folder, tmp_path / "again"))

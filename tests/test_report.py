@@ -126,6 +126,20 @@ def test_image_report(browser, image_run):
     if relabelled["moves"]:
         first, second, count = relabelled["moves"][0]
         assert f"{first}\t{second}\t{count}" in section
+    # How sure: the histogram as metrics.json has it, the pairs, the least sure images, colour by confidence.
+    sure = metrics["confidence"]
+    section = page.inner_text("section:has(h2:text('How sure each assignment is'))")
+    assert f"mean {sure['mean']:.2f}" in section and "The least sure samples" in section
+    bars = page.evaluate("() => document.getElementById('confidence').data[0].y")
+    assert bars == sure["histogram"] and sum(bars) == 400
+    confidence = np.load(image_run / "confidence.npy")
+    least = int(np.argmin(confidence))
+    assert f"#{least} · {confidence[least]:.2f}" in section
+    page.click("text=colour by confidence")
+    shown = page.evaluate("""() => document.getElementById('scatter').data.filter(t => t.visible === true)
+        .map(t => [t.name, t.marker.color.length || 0])""")
+    assert shown[0] == ["confidence", 400] and [name for name, _ in shown] == ["confidence", "centroids"]
+    page.click("text=colour by label")
     # Hovering a point shows that sample's image in the side panel.
     page.evaluate("""() => { const s = document.getElementById('scatter');
         s.emit('plotly_hover', {points: [{customdata: s.data[0].customdata[0]}]}); }""")
@@ -162,6 +176,10 @@ def test_non_image_report(browser, table_run):
             and f"mean ARI {layouts['agreement'][layouts['kept']]:.3f}" in facts)
     for kind, name, value, _ in page.evaluate(SCORES):
         assert value == (metrics[name] if kind == "encoding" else metrics["pixels"][name])
+    # A table's least sure samples are shown as rows of its values.
+    section = page.inner_text("section:has(h2:text('How sure each assignment is'))")
+    confidence = np.load(table_run / "confidence.npy")
+    assert "The least sure rows" in section and f"#{int(np.argmin(confidence))}\t{confidence.min():.2f}" in section
     page.close()
 
 

@@ -26,7 +26,7 @@ QUICK = {"epochs": 5, "steps": 0, "batch_size": 64, "selflabel": "on", "selflabe
 def _config(image_shape=None, **given):
     """The stage's configuration from its declared settings (self-labelling on), `given` changed."""
     declared = {**{s.name: s.default for s in selflabel.SETTINGS}, "selflabel": "on"}
-    base = selflabel.config(take(selflabel.SelfLabelSettings, declared), image_shape, 64, "float32")
+    base = selflabel.config(take(selflabel.SelfLabelSettings, declared), image_shape, 64, "float32", 20, 100)
     return dataclasses.replace(base, **given)
 
 

@@ -78,8 +78,9 @@ def test_a_config_written_before_the_declarations_still_reads(tmp_path):
 
 def test_help_states_each_settings_range_and_default():
     text = " ".join(_run_parser().format_help().split())
-    assert "--n-neighbors N UMAP's neighbourhood" in text
-    assert "an integer >= 2 (default: the preset's; 20 in the default preset)" in text
+    assert "--n-neighbors N|auto UMAP's neighbourhood" in text
+    assert "an integer >= 2 or auto (default: the preset's; auto in the default preset)" in text
+    assert "--unsure X mark the least sure share" in text and "(default: the preset's; 0.0 in the default" in text
     assert "--clusters N|auto" in text and "(default: 10)" in text
 
 

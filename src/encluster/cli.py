@@ -171,8 +171,11 @@ def _cmd_predict(args):
     dataset = load_file(args.data, label_column=label_column)
     X, named = _as_fitted(model, dataset)
     labels = model.predict(X, **named)
+    confidences = model.predict_proba(X, **named).max(axis=1) if model.confidence_temperature_ is not None else None
     if out.suffix.lower() == ".csv":
-        data = ("cluster\n" + "\n".join(map(str, labels.tolist())) + "\n").encode()
+        rows = [f"{label},{c:.6f}" for label, c in zip(labels.tolist(), confidences)] if confidences is not None \
+            else list(map(str, labels.tolist()))
+        data = (("cluster,confidence\n" if confidences is not None else "cluster\n") + "\n".join(rows) + "\n").encode()
     else:
         import io
 
@@ -183,7 +186,9 @@ def _cmd_predict(args):
         atomic_write_bytes(out, data)
     except OSError as exc:
         raise RunDirError(f"cannot write {out} ({exc.strerror}); choose a writable --out") from None
-    print(f"assigned {len(labels):,} samples to {model.cluster_centers_.shape[0]} clusters; written to {out}")
+    unsure = int((labels == -1).sum())
+    print(f"assigned {len(labels):,} samples to {model.cluster_centers_.shape[0]} clusters"
+          + (f", {unsure:,} marked unsure (-1)" if model.unsure_threshold_ is not None else "") + f"; written to {out}")
     return 0
 
 

@@ -14,7 +14,8 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 
 from .distributed import current
-from .errors import ConfigError, DataError, NotFittedError, TrainingDiverged
+from . import confidence
+from .errors import ConfigError, DataError, ModelError, NotFittedError, TrainingDiverged
 from .fitted import Inputs, keep
 from .params import take
 from .persistence import load_model, save_model
@@ -266,6 +267,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if self.selflabeling_ is not None and self.n_clusters_ > 1:
             with measure("selflabel"):
                 self._self_label(data, device, checkpoint, group)
+        with measure("confidence"):
+            self._fit_confidence(data, device, group, max(1, n_neighbors // 2), values["unsure"])
         if names is None and hasattr(self, "feature_names_in_"):
             del self.feature_names_in_  # scikit-learn's convention: the attribute exists only where names were given
         return self
@@ -293,6 +296,39 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             if np.any(labels == c):
                 self.cluster_centers_[c] = self.codes_[labels == c].mean(axis=0)
         self.labels_ = labels
+
+    def _fit_confidence(self, data, device, group, n_neighbors, unsure):
+        """Each training sample's confidence, its scores' temperature matched to the clustering's
+        neighbour agreement (`encluster.confidence`), and where `unsure` > 0 the threshold that marks that
+        share of the samples."""
+        scores, source = self._scores(data, device, group=group)
+
+        def agreement():
+            graph, rows = selflabel.neighbour_graph(self.embedding_, self.codes_, n_neighbors, self.seed_)
+            return {"agreement": np.array([confidence.neighbour_agreement(graph, self.labels_, rows)])}
+
+        keep(self, confidence.fitted(scores, float(group.on_main(agreement)["agreement"][0]), unsure, source))
+
+    def _scores(self, data, device, *, group=None):
+        """One score per cluster for each scaled row of `data` (`encluster.confidence`) and what gave them:
+        the classifier's, else the mixture's at the rows' UMAP places, else the centres' kernel. With a
+        `group`, `data` is the training data: the fitted codes and UMAP places are used."""
+        if self.classifier_ is not None:
+            if group is None:
+                return selflabel.logits(self.classifier_, data, device), "classifier"
+            shard = row_range(data, *group.shard(len(data)))
+            return group.all_gather_rows(selflabel.logits(self.classifier_, shard, device)), "classifier"
+        codes = self.codes_ if group is not None else encode.encode(self.autoencoder_, data, row_exact=True,
+                                                                     device=device)
+        if self.mixture_ is not None:
+            space = self.embedded_ if group is not None else embed.apply(self.embedding_, codes)
+            return confidence.mixture_scores(self.mixture_, space), "mixture"
+        return confidence.kernel_scores(codes, self.cluster_centers_), "centres"
+
+    def _marked(self, labels, confidences):
+        """`labels` with the samples below the unsure threshold marked -1 (where `unsure` was asked for)."""
+        threshold = getattr(self, "unsure_threshold_", None)
+        return labels if threshold is None else np.where(confidences < threshold, -1, labels)
 
     def _check_fitted(self):
         if not hasattr(self, "cluster_centers_"):
@@ -363,18 +399,37 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     def predict(self, X, *, feature_names=None):
         """The cluster of each sample in `X`: the self-labelling classifier's, where there is one;
         else the mixture component of its UMAP position (n2d, umap), else the nearest centre to
-        its code. Columns are taken by name as in `transform`."""
+        its code; -1 for a sample less sure than the `unsure` share of the training samples were
+        (where it was asked for). Columns are taken by name as in `transform`."""
         if getattr(self, "classifier_", None) is not None:
             self._check_fitted()
-            return selflabel.classify(self.classifier_, ScaledRows(self._check_width(X, feature_names), self.scaler_),
-                                      self._device_here())
-        codes = self.transform(X, feature_names=feature_names)
-        space = embed.apply(self.embedding_, codes) if self.embedding_ is not None else codes
-        return cluster.predict(self.cluster_centers_, self.mixture_, space, codes)
+            labels = selflabel.classify(self.classifier_, ScaledRows(self._check_width(X, feature_names),
+                                                                     self.scaler_), self._device_here())
+        else:
+            codes = self.transform(X, feature_names=feature_names)
+            space = embed.apply(self.embedding_, codes) if self.embedding_ is not None else codes
+            labels = cluster.predict(self.cluster_centers_, self.mixture_, space, codes)
+        if getattr(self, "unsure_threshold_", None) is None:
+            return labels
+        return self._marked(labels, self.predict_proba(X, feature_names=feature_names).max(axis=1))
+
+    def predict_proba(self, X, *, feature_names=None):
+        """The probability of each cluster for each sample in `X`, shape (n_samples, n_clusters_),
+        rows summing to 1, clusters in order; its largest is the sample's confidence, and lies on the
+        cluster `predict` gives. What it is computed from, and how it is calibrated without labels:
+        `encluster.confidence`."""
+        self._check_fitted()
+        if getattr(self, "confidence_temperature_", None) is None:
+            raise ModelError("this model was saved before encluster computed confidences; refit it to get "
+                             "predict_proba")
+        rows = ScaledRows(self._check_width(X, feature_names), self.scaler_)
+        scores, _ = self._scores(rows, self._device_here())
+        return confidence.probabilities(scores, self.confidence_temperature_)
 
     def fit_predict(self, X, y=None):
-        """Fit and return `labels_`."""
-        return self.fit(X).labels_
+        """Fit and return `labels_`, with the least sure samples marked -1 where `unsure` asks for it."""
+        self.fit(X)
+        return self._marked(self.labels_, self.confidence_)
 
     def decode(self, codes):
         """Decode codes (e.g. `cluster_centers_`) into samples, in the model's [0, 1] scale."""

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .atomic import atomic_write, atomic_write_json
+from .confidence import Confidence
 from .errors import ModelError
 from .fitted import Inputs, Shape, gather, keep
 from .models import AutoencoderSpec
@@ -32,7 +33,8 @@ META = "model.json"
 
 # The fitted state, part by part, in the order loading needs: each part is checked against the
 # model's `Shape`, which only the description's top entries give.
-PARTS = (Inputs, encode.Network, embed.Layout, cluster.Clusters, refine.Refinement, selflabel.Relabelling)
+PARTS = (Inputs, encode.Network, embed.Layout, cluster.Clusters, refine.Refinement, selflabel.Relabelling,
+         Confidence)
 
 
 def save_model(est, path, *, training_rows=True):

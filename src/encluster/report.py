@@ -67,7 +67,7 @@ def _name(names, value):
     return names[value] if names is not None and value < len(names) else str(value)
 
 
-def _scatter_figure(codes, centers, y, labels, class_names, shown, space=None):
+def _scatter_figure(codes, centers, y, labels, class_names, shown, space=None, confidence=None):
     """Traces per true class and per cluster (one group visible at a time) plus centroids.
     `space` is (points, centres) of the space the clusters were found in, when that is not the codes."""
     if space is not None:
@@ -103,6 +103,19 @@ def _scatter_figure(codes, centers, y, labels, class_names, shown, space=None):
                                           "cluster %{customdata[2]}<extra></extra>",
                          "visible": group == groups[0][0]})
         visibility[group] = (start, len(data))
+    if confidence is not None:  # one trace, coloured on a scale: how sure each assignment is
+        sure = np.asarray(confidence)[shown]
+        custom = np.stack([shown, (y[shown] if y is not None else -np.ones(len(shown), int)), clusters,
+                           np.arange(len(shown))], axis=1)
+        data.append({"type": "scatter3d", "mode": "markers", "name": "confidence", "meta": "confidence",
+                     "x": points[:, 0].tolist(), "y": points[:, 1].tolist(), "z": points[:, 2].tolist(),
+                     "customdata": custom.tolist(), "text": [f"{c:.3f}" for c in sure],
+                     "marker": {"size": 2, "color": sure.round(4).tolist(), "colorscale": "Viridis", "cmin": 0,
+                                "cmax": 1, "opacity": 0.8, "colorbar": {"title": {"text": "confidence"}, "x": -0.02,
+                                                                            "len": 0.6}},
+                     "hovertemplate": "sample %{customdata[0]}<br>label %{customdata[1]}<br>cluster %{customdata[2]}"
+                                      "<br>confidence %{text}<extra></extra>", "visible": False})
+        visibility["confidence"] = (len(data) - 1, len(data))
     data.append({"type": "scatter3d", "mode": "markers", "name": "centroids", "meta": "centroids",
                  "x": cents[:, 0].tolist(), "y": cents[:, 1].tolist(), "z": cents[:, 2].tolist(),
                  "text": [str(k) for k in range(len(cents))], "hovertemplate": "centroid %{text}<extra></extra>",
@@ -220,6 +233,20 @@ def layouts_sentence(record):
             f"others' (mean ARI {agreement[record['kept']]:.3f}; lowest {min(agreement):.3f})")
 
 
+def confidence_sentence(record):
+    """How sure the assignments are (`metrics.json`'s "confidence"), in a line."""
+    sentence = (f"confidence: mean {record['mean']:.2f} ({record['source']}'s, matched to the neighbours' agreement "
+                f"{record['neighbour_agreement']:.2f})")
+    if record.get("least_sure_between"):
+        a, b, _ = record["least_sure_between"][0]
+        sentence += f"; the least sure tenth lie mostly between clusters {a} and {b}"
+    if record.get("unsure_share") is not None:
+        sentence += f"; {100 * record['unsure_share']:.1f} % marked unsure (-1)"
+        if record.get("scores_of_the_sure"):
+            sentence += f", ACC {record['scores_of_the_sure']['acc']:.4f} on the rest"
+    return sentence
+
+
 def space_sentence(record):
     """Which space was clustered and why (`EncodingClusterer.space_choice_`, with each candidate's
     scores where there were labels), in a few words."""
@@ -248,6 +275,45 @@ def _scores_table(runs):
     if not body:
         return "<p>No labels, so no scores: the clusters are shown as found.</p>"
     return f"<table class='scores'>{head}{''.join(body)}</table>"
+
+
+def _confidence_section(record, confidence, images, image_shape, y, class_names, rows, features):
+    """How sure the assignments are: the histogram, the pairs of clusters the least sure lie between, and
+    the least sure samples themselves (images, or a table's rows)."""
+    if not record or confidence is None:
+        return ""
+    lines = [f"<p>{html.escape(confidence_sentence(record)[0].upper() + confidence_sentence(record)[1:])}.</p>",
+             "<div id='confidence'></div>"]
+    if record.get("least_sure_between"):
+        pairs = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{n:,}</td></tr>" for a, b, n in record["least_sure_between"])
+        lines.append("<table class='scores'><tr><th>cluster</th><th>and cluster</th><th>of the least sure tenth"
+                     f"</th></tr>{pairs}</table><p class='note'>Each of the least sure samples counts for its two "
+                     "likeliest clusters.</p>")
+    least = np.argsort(confidence, kind="stable")[:GALLERY_SIZE * 2]
+    if images is not None and image_shape is not None:
+        tiles = _as_uint8_images(images[least], image_shape)
+        cells = "".join(
+            f'<figure><img class="sample" src="{_png_data_uri(tile)}" alt="sample {i}"><figcaption>#{i} · '
+            f"{confidence[i]:.2f}{'' if y is None else ' · ' + html.escape(_name(class_names, y[i]))}</figcaption>"
+            "</figure>" for i, tile in zip(least, tiles))
+        lines.append(f"<h3>The least sure samples</h3><div class='tiles'>{cells}</div>")
+    elif rows is not None and features:
+        head = "".join(f"<th>{html.escape(str(f))}</th>" for f in features[:MAX_HOVER_FEATURES])
+        body = "".join(f"<tr><td>#{i}</td><td>{confidence[i]:.2f}</td>"
+                       + "".join(f"<td>{_shown_value(v)}</td>" for v in np.asarray(rows[i])[:MAX_HOVER_FEATURES])
+                       + "</tr>" for i in least)
+        lines.append(f"<h3>The least sure rows</h3><table class='scores'><tr><th>row</th><th>confidence</th>{head}"
+                     f"</tr>{body}</table>")
+    return f"<section><h2>How sure each assignment is</h2>{''.join(lines)}</section>"
+
+
+def _confidence_figure(record):
+    """The confidence histogram (bars over the bins metrics.json keeps)."""
+    bins = record["bins"]
+    return {"data": [{"type": "bar", "x": [f"{a:.1f}-{b:.1f}" for a, b in zip(bins, bins[1:])],
+                      "y": record["histogram"], "marker": {"color": "#3b6ea5"}}],
+            "layout": {"height": 260, "margin": {"t": 10}, "xaxis": {"title": {"text": "confidence"}},
+                       "yaxis": {"title": {"text": "samples"}}}}
 
 
 def _selflabel_section(summary):
@@ -317,9 +383,11 @@ scatter.on('plotly_hover', (event) => {
 
 
 def render_report(*, metrics, config, codes, labels, centers, history, loss_name, y=None, class_names=None,
-                  images=None, centroid_images=None, image_shape=None, profiles=None, rows=None, space=None):
+                  images=None, centroid_images=None, image_shape=None, profiles=None, rows=None, space=None,
+                  confidence=None):
     """Build the report's HTML (a string). `images` are the samples in [0, 1], flattened; for a
-    table, `profiles` (`encluster.profiles`) and its raw `rows` (shown when a point is hovered)."""
+    table, `profiles` (`encluster.profiles`) and its raw `rows` (shown when a point is hovered);
+    `confidence`: each sample's (`encluster.confidence`)."""
     n = len(codes)
     shown = np.arange(n)
     subsample_note = ""
@@ -327,7 +395,9 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
         shown = np.sort(np.random.default_rng(0).choice(n, MAX_SCATTER_POINTS, replace=False))
         subsample_note = (f"{MAX_SCATTER_POINTS:,} of {n:,} points are shown, drawn at random with a fixed "
                           "seed (0); scores use every sample.")
-    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown, space)}
+    figures = {"scatter": _scatter_figure(codes, centers, y, labels, class_names, shown, space, confidence)}
+    if metrics.get("confidence") and confidence is not None:
+        figures["confidence"] = _confidence_figure(metrics["confidence"])
     if history:  # no network (method umap), no training to show
         figures["loss"] = _loss_figure(history, loss_name)
     if metrics.get("confusion") is not None:
@@ -373,11 +443,14 @@ def render_report(*, metrics, config, codes, labels, centers, history, loss_name
                 "mean_cluster_purity: the original experiment's mean over clusters.</p></section>"]
     if metrics.get("selflabel"):
         sections.append(_selflabel_section(metrics["selflabel"]))
+    sections.append(_confidence_section(metrics.get("confidence"), confidence, images, image_shape, y, class_names,
+                                        rows, (profiles or {}).get("features")))
     hover_panel = ("<div id='hover-panel'><canvas id='hover-canvas' width='168' height='168'></canvas>"
                    "<p id='hover-text'>hover a point to see the sample</p></div>" if is_image else
                    "<div id='hover-panel'><p id='hover-text'>hover a point to see its values</p></div>")
     sections.append(f"<section><h2>The clusters in 3-D</h2><p class='note'>{subsample_note} Drag to rotate; the buttons "
-                    f"switch the colours between true label and cluster; black diamonds are the centroids.</p>"
+                    f"switch the colours between true label, cluster and confidence; black diamonds are the "
+                    "centroids.</p>"
                     f"<div class='scatter-wrap'><div id='scatter'></div>{hover_panel}</div></section>")
     if is_image and centroid_images is not None:
         cents = _as_uint8_images(centroid_images, image_shape)

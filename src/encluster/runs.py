@@ -237,6 +237,12 @@ def _run(config, out, checkpoint, verbose):
         if est.selflabel_ is not None:
             metrics["selflabel"] = {**est.selflabel_, "before": None if dataset.y is None
                                     else score(dataset.y, est.clustered_labels_)}
+        marked = est._marked(labels, est.confidence_)
+        metrics["confidence"] = {"source": est.confidence_source_, "temperature": est.confidence_temperature_,
+                                 "neighbour_agreement": est.neighbour_agreement_, **est.confidence_summary_}
+        if est.unsure_threshold_ is not None and dataset.y is not None:
+            sure = marked != -1
+            metrics["confidence"]["scores_of_the_sure"] = score(dataset.y[sure], labels[sure])
         if est.space_choice_ is not None:
             metrics["space_choice"] = {**est.space_choice_, "scores": None if dataset.y is None else {
                 space: score(dataset.y, labels) for space, labels in est.candidate_labels_.items()}}
@@ -245,7 +251,8 @@ def _run(config, out, checkpoint, verbose):
         return metrics, dataset, est, None
     with measure("save"):
         np.save(out / "codes.npy", codes)
-        np.save(out / "assignments.npy", labels)
+        np.save(out / "assignments.npy", marked)  # -1 for the unsure, where --unsure asked for them
+        np.save(out / "confidence.npy", est.confidence_.astype(np.float32))
         if est.embedded_ is not None:
             np.save(out / "embedded.npy", est.embedded_)  # where the clusters were found, for the report
         est.save(out)
@@ -296,7 +303,8 @@ def _write_run_report(out, config, metrics, dataset, est, profiles):
                         loss_name=est.training_.loss, y=dataset.y, class_names=dataset.class_names, images=images,
                         centroid_images=est.decode(est.cluster_centers_) if images is not None else None,
                         image_shape=dataset.image_shape, profiles=profiles,
-                        rows=dataset.X if images is None else None, space=space)
+                        rows=dataset.X if images is None else None, space=space,
+                        confidence=getattr(est, "confidence_", None))
 
 
 def report_run(run_dir):
@@ -311,6 +319,11 @@ def report_run(run_dir):
     dataset = config.load_data()
     est.codes_ = np.load(run_dir / "codes.npy", allow_pickle=False)
     est.labels_ = np.load(run_dir / "assignments.npy", allow_pickle=False)
+    sure = run_dir / "confidence.npy"  # absent from runs made before confidences
+    est.confidence_ = np.load(sure, allow_pickle=False) if sure.is_file() else None
+    unsure = est.labels_ == -1
+    if unsure.any():  # marked -1 by --unsure: the report shows each in its likeliest cluster
+        est.labels_[unsure] = est.predict_proba(dataset.X[unsure], feature_names=dataset.feature_names).argmax(axis=1)
     embedded = run_dir / "embedded.npy"
     est.embedded_ = np.load(embedded, allow_pickle=False) if embedded.is_file() and est.mixture_ is not None else None
     if len(est.codes_) != dataset.n_samples:

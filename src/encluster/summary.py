@@ -11,7 +11,7 @@ from rich.table import Table
 from .errors import RunDirError
 from .metrics import SCORE_NAMES
 from .profiles import describe_top
-from .report import baseline_name, layouts_sentence, separation_sentence, space_sentence
+from .report import baseline_name, confidence_sentence, layouts_sentence, separation_sentence, space_sentence
 
 MAX_PROFILE_LINES = 20
 
@@ -50,6 +50,8 @@ def print_run_summary(metrics, run_dir):
                       + (f" (ACC {before['acc']:.4f} before)" if before else ""), highlight=False)
     if metrics.get("layout_agreement"):
         console.print(f"UMAP {layouts_sentence(metrics['layout_agreement'])}", highlight=False)
+    if metrics.get("confidence"):
+        console.print(confidence_sentence(metrics["confidence"]), highlight=False, markup=False)
     if metrics.get("space_choice"):
         console.print(f"space: {space_sentence(metrics['space_choice'])}", highlight=False, markup=False)
     selection = metrics.get("cluster_selection")

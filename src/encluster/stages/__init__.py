@@ -13,7 +13,7 @@ the estimator, the presets, ``config.json`` and the command line show them.
 
 from dataclasses import dataclass
 
-from .. import presets
+from .. import confidence, presets
 from ..errors import ConfigError
 from ..params import Either, Interval, Nothing, Options, Pattern, Setting
 from ..presets import PRESET_NAMES, DEFAULT_PRESET
@@ -74,7 +74,8 @@ RUNTIME = (
 )
 GROUPS = (("pipeline", PIPELINE), ("encode: the autoencoder", encode.SETTINGS), ("embed: UMAP", embed.SETTINGS),
           ("cluster", cluster.SETTINGS), ("refine: DEC and IDEC", refine.SETTINGS),
-          ("selflabel: a classifier on the surest members", selflabel.SETTINGS), ("runtime", RUNTIME))
+          ("selflabel: a classifier on the surest members", selflabel.SETTINGS),
+          ("confidence: how sure each assignment is", confidence.SETTINGS), ("runtime", RUNTIME))
 SETTINGS = tuple(setting for _, group in GROUPS for setting in group)
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 

@@ -19,6 +19,7 @@ cannot undo a merged cluster, and where many of the surest members are wrong it 
 mistakes; it does not make a good clustering worse (docs/benchmarks.md).
 """
 
+import copy
 import logging
 import math
 from dataclasses import dataclass
@@ -181,20 +182,26 @@ def sure_members(neighbours, labels, rows, n_clusters, n_neighbors):
     return rows[chosen]
 
 
-def sure_members_of(embedding, codes, labels, n_clusters, n_neighbors, seed):
-    """`sure_members` of a fitted clustering: the rows whose nearest neighbours in code space all share
-    their cluster, from UMAP's neighbour graph (`embedding`'s) where it has enough neighbours, else from
-    an exact search of the `codes` (of at most `embed.MAX_UMAP_FIT_SAMPLES` of them, a seeded sample)."""
+def neighbour_graph(embedding, codes, n_neighbors, seed):
+    """Each row's nearest neighbours in code space, itself first: UMAP's own graph (`embedding`'s)
+    where it has enough neighbours, else an exact search of the `codes` (of at most
+    `embed.MAX_UMAP_FIT_SAMPLES` of them, a seeded sample). Returns ``(graph, rows)``: indices into
+    `rows`, and which samples the graph covers."""
     graph = getattr(embedding, "neighbours_", None)
     if graph is not None and graph.shape[1] > min(n_neighbors, len(graph) - 1):
-        rows = embedding.fit_rows_
-    else:
-        n = len(codes)
-        rows = np.arange(n) if n <= MAX_UMAP_FIT_SAMPLES else np.sort(
-            np.random.default_rng(seed).choice(n, MAX_UMAP_FIT_SAMPLES, replace=False))
-        chosen = codes[rows]
-        graph = NearestNeighbors(n_neighbors=min(n_neighbors + 1, len(rows)), n_jobs=-1).fit(chosen) \
-            .kneighbors(chosen, return_distance=False)
+        return graph, embedding.fit_rows_
+    n = len(codes)
+    rows = np.arange(n) if n <= MAX_UMAP_FIT_SAMPLES else np.sort(
+        np.random.default_rng(seed).choice(n, MAX_UMAP_FIT_SAMPLES, replace=False))
+    chosen = codes[rows]
+    graph = NearestNeighbors(n_neighbors=min(n_neighbors + 1, len(rows)), n_jobs=-1).fit(chosen) \
+        .kneighbors(chosen, return_distance=False)
+    return graph, rows
+
+
+def sure_members_of(embedding, codes, labels, n_clusters, n_neighbors, seed):
+    """`sure_members` of a fitted clustering, from its `neighbour_graph`."""
+    graph, rows = neighbour_graph(embedding, codes, n_neighbors, seed)
     return sure_members(graph, labels, rows, n_clusters, n_neighbors)
 
 
@@ -338,6 +345,13 @@ def classify(classifier, data, device="cpu"):
     """The classifier's cluster for each scaled row of `data` (float32, in fixed batches, so a
     row's answer does not depend on what else is classified), computed on `device`."""
     return apply_in_batches(classifier.to(device), data, device=device).argmax(axis=1).astype(np.int64)
+
+
+def logits(classifier, data, device="cpu"):
+    """The classifier's score of each cluster for each scaled row of `data`, computed in float64 so
+    that a row's scores are its own whatever it is batched with (`encluster.confidence`)."""
+    network = copy.deepcopy(classifier).to(device).double().eval()
+    return apply_in_batches(lambda batch: network(batch.double()), data, device=device).astype(np.float64)
 
 
 def classify_shards(classifier, data, group, device="cpu"):
