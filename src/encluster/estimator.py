@@ -317,7 +317,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             if group is None:
                 return selflabel.logits(self.classifier_, data, device), "classifier"
             shard = row_range(data, *group.shard(len(data)))
-            return group.all_gather_rows(selflabel.logits(self.classifier_, shard, device)), "classifier"
+            return group.all_gather_rows(selflabel.logits(self.classifier_, shard, device, row_exact=False)), \
+                "classifier"
         codes = self.codes_ if group is not None else encode.encode(self.autoencoder_, data, row_exact=True,
                                                                      device=device)
         if self.mixture_ is not None:
