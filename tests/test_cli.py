@@ -36,7 +36,7 @@ def test_run_writes_the_run_directory(run_dir):
     assert metrics["n_samples"] == 300 and metrics["seed"] == 3 and metrics["dataset"] == "digits"
     # Each stage's entry is the process's peak by the stage's end: in the order run, never falling.
     peaks = metrics["peak_memory_by_stage_mb"]
-    order = ["load", "train", "encode", "cluster", "fit", "score", "save", "plot"]
+    order = ["load", "train", "encode", "cluster", "confidence", "fit", "score", "save", "plot"]
     assert set(peaks) == set(order) and set(metrics["timings"]) == set(order)
     assert all(peaks[a] <= peaks[b] for a, b in zip(order, order[1:])) and peaks["plot"] <= metrics["peak_memory_mb"]
     assert set(metrics["pixels"]) == {"acc", "nmi", "ari", "purity", "mean_cluster_purity"}
@@ -114,7 +114,9 @@ def test_predict_with_saved_model(run_dir, tmp_path):
     assert again.returncode == 1 and "--force" in again.stderr
     csv_out = tmp_path / "labels.csv"
     assert encluster("predict", "--model", run_dir, tmp_path / "same.npy", "--out", csv_out).returncode == 0
-    assert csv_out.read_text().splitlines()[1:] == [str(v) for v in np.load(out)]
+    lines = csv_out.read_text().splitlines()
+    assert lines[0] == "cluster,confidence" and [line.split(",")[0] for line in lines[1:]] == [str(v) for v in np.load(out)]
+    assert all(0 < float(line.split(",")[1]) <= 1 for line in lines[1:])
 
 
 def test_precision_flag_reaches_training_and_is_recorded(run_dir, tmp_path):

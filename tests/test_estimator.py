@@ -34,7 +34,7 @@ def test_fit_sets_attributes(fitted, digits_small):
     assert fitted.n_features_in_ == 64
     assert len(fitted.history_) == 15 and fitted.history_[-1] < fitted.history_[0]
     assert fitted.scaler_.mode == "minmax"  # digits hold 0..16 gray levels
-    assert set(fitted.timings_) == {"train", "encode", "cluster"}
+    assert set(fitted.timings_) == {"train", "encode", "cluster", "confidence"}
 
 
 def test_predict_on_training_data_gives_labels(fitted, digits_small):

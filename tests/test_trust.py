@@ -188,7 +188,7 @@ def test_a_data_frames_model_takes_a_reordered_frame_and_csv_by_name(tmp_path):
     shuffled.to_csv(tmp_path / "new.csv", index=False)
     result = encluster("predict", "--model", tmp_path / "model", tmp_path / "new.csv", "--out", tmp_path / "o.csv")
     assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
-    assert np.array_equal(np.loadtxt(tmp_path / "o.csv", skiprows=1, dtype=int), model.labels_)
+    assert np.array_equal(np.loadtxt(tmp_path / "o.csv", skiprows=1, delimiter=",", usecols=0, dtype=int), model.labels_)
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
