@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from encluster import EncodingClusterer, load_dataset, score
+from encluster import EncodingClusterer, load_dataset
 from encluster import confidence
 from encluster.errors import ModelError
 
@@ -92,6 +92,13 @@ def test_unsure_marks_the_least_sure_share_in_fit_predict_and_new_samples_below_
     assert ((predicted == -1) == (sure < est.unsure_threshold_)).all()
     plain = EncodingClusterer(10, random_state=0, **QUICK["umap"]).fit(X)
     assert plain.unsure_threshold_ is None and (plain.predict(X_new) >= 0).all()
+    # A threshold instead of a share: every sample below it, in training and in predict; with both, the higher.
+    below = EncodingClusterer(10, random_state=0, unsure_below=0.8, **QUICK["umap"])
+    marked = below.fit_predict(X)
+    assert below.unsure_threshold_ == 0.8 and ((marked == -1) == (below.confidence_ < 0.8)).all()
+    assert ((below.predict(X_new) == -1) == (below.predict_proba(X_new).max(axis=1) < 0.8)).all()
+    both = EncodingClusterer(10, random_state=0, unsure=0.1, unsure_below=0.01, **QUICK["umap"]).fit(X)
+    assert both.unsure_threshold_ == est.unsure_threshold_ > 0.01
 
 
 def test_a_model_saved_before_confidences_predicts_but_refuses_predict_proba_in_one_line():
@@ -113,6 +120,7 @@ def test_unsure_through_the_cli_run_and_predict(tmp_path):
     assignments, sure = np.load(run / "assignments.npy"), np.load(run / "confidence.npy")
     metrics = json.loads((run / "metrics.json").read_text())["confidence"]
     assert (assignments == -1).mean() == pytest.approx(0.2, abs=0.02) == metrics["unsure_share"]
+    assert ((assignments == -1) == (sure < metrics["unsure_threshold"])).all() and len(sure) == 300
     assert sum(metrics["histogram"]) == 300 and metrics["scores_of_the_sure"]["acc"] > 0
     said = " ".join(done.stdout.split())  # the terminal summary, unwrapped
     assert "% marked unsure (-1)" in said and "least sure tenth lie mostly between clusters" in said

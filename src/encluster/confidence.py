@@ -32,6 +32,8 @@ SETTINGS = (
     Setting("unsure", Interval(float, 0, 1, closed="left"), "mark the least sure share of the training samples -1 "
             "(unsure) in assignments and fit_predict, and new samples below the confidence that share ended at in "
             "predict; 0 marks none", 0.0),
+    Setting("unsure_below", Interval(float, 0, 1), "mark every sample whose confidence is below this -1 (unsure), "
+            "in training and in predict; with unsure too, the higher of the two thresholds; 0 marks none", 0.0),
 )
 # The bisection on the temperature: its range (log10) and steps; the mean confidence is monotone in it.
 LOG_TEMPERATURE_RANGE = (-8.0, 8.0)
@@ -121,13 +123,16 @@ class Confidence:
                    None if threshold is None else float(threshold))
 
 
-def fitted(scores, agreement, unsure, source):
+def fitted(scores, agreement, unsure, unsure_below, source):
     """The `Confidence` of training samples whose `scores` are given, matched to their neighbour
-    `agreement`; with `unsure` > 0, the threshold that marks that share of them."""
+    `agreement`; the threshold below which a sample is unsure: the confidence that the `unsure` share
+    of them ends at, or `unsure_below`, the higher (None where both are 0)."""
     temperature = temperature_for(scores, agreement)
     probabilities_ = probabilities(scores, temperature)
     confidence = probabilities_.max(axis=1)
-    threshold = float(np.quantile(confidence, unsure)) if unsure > 0 else None
+    asked = [float(np.quantile(confidence, unsure))] if unsure > 0 else []
+    asked += [float(unsure_below)] if unsure_below > 0 else []
+    threshold = max(asked) if asked else None
     return Confidence(source, temperature, agreement, threshold, confidence,
                       summary(confidence, probabilities_, threshold))
 

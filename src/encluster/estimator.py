@@ -268,7 +268,8 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             with measure("selflabel"):
                 self._self_label(data, device, checkpoint, group)
         with measure("confidence"):
-            self._fit_confidence(data, device, group, max(1, n_neighbors // 2), values["unsure"])
+            self._fit_confidence(data, device, group, max(1, n_neighbors // 2), values["unsure"],
+                                 values["unsure_below"])
         if names is None and hasattr(self, "feature_names_in_"):
             del self.feature_names_in_  # scikit-learn's convention: the attribute exists only where names were given
         return self
@@ -297,17 +298,18 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
                 self.cluster_centers_[c] = self.codes_[labels == c].mean(axis=0)
         self.labels_ = labels
 
-    def _fit_confidence(self, data, device, group, n_neighbors, unsure):
+    def _fit_confidence(self, data, device, group, n_neighbors, unsure, unsure_below):
         """Each training sample's confidence, its scores' temperature matched to the clustering's
-        neighbour agreement (`encluster.confidence`), and where `unsure` > 0 the threshold that marks that
-        share of the samples."""
+        neighbour agreement (`encluster.confidence`), and the threshold below which a sample is unsure
+        (`unsure`, a share, or `unsure_below`, a confidence)."""
         scores, source = self._scores(data, device, group=group)
 
         def agreement():
             graph, rows = selflabel.neighbour_graph(self.embedding_, self.codes_, n_neighbors, self.seed_)
             return {"agreement": np.array([confidence.neighbour_agreement(graph, self.labels_, rows)])}
 
-        keep(self, confidence.fitted(scores, float(group.on_main(agreement)["agreement"][0]), unsure, source))
+        keep(self, confidence.fitted(scores, float(group.on_main(agreement)["agreement"][0]), unsure, unsure_below,
+                                     source))
 
     def _scores(self, data, device, *, group=None):
         """One score per cluster for each scaled row of `data` (`encluster.confidence`) and what gave them:
