@@ -81,14 +81,6 @@ def temperature_for(scores, target):
     return float(10 ** ((low + high) / 2))
 
 
-def neighbour_agreement(graph, labels, rows):
-    """The mean share of each sample's nearest neighbours (`graph`, itself first, indices into `rows`)
-    that share its cluster."""
-    if graph.shape[1] < 2:
-        return 1.0
-    return float((labels[rows[graph[:, 1:]]] == labels[rows][:, None]).mean())
-
-
 @dataclass
 class Confidence:
     """The confidence's fitted state: what the scores come from, the temperature they are divided by,

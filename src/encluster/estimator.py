@@ -304,9 +304,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         (`unsure`, a share, or `unsure_below`, a confidence)."""
         scores, source = self._scores(data, device, group=group)
 
-        def agreement():
+        def agreement():  # the mean share of each sample's neighbours in its cluster (1 where it has none)
             graph, rows = selflabel.neighbour_graph(self.embedding_, self.codes_, n_neighbors, self.seed_)
-            return {"agreement": np.array([confidence.neighbour_agreement(graph, self.labels_, rows)])}
+            shares = selflabel.neighbour_agreement(graph, self.labels_, rows) if graph.shape[1] > 1 else np.ones(1)
+            return {"agreement": np.array([shares.mean()])}
 
         keep(self, confidence.fitted(scores, float(group.on_main(agreement)["agreement"][0]), unsure, unsure_below,
                                      source))
