@@ -246,10 +246,10 @@ def test_a_model_saved_by_main_at_2384dab_loads_and_predicts_exactly_as_then(nam
     for meta in (then, now):
         for changing in ("encluster_version", "environment", "weights_sha256"):
             del meta[changing]
-    # Settings declared since (space, unsure, unsure_below) are saved as unset; the confidence is absent then,
-    # None now.
+    # Settings declared since (space, unsure, unsure_below, selflabel_passes) are saved as unset; the confidence is
+    # absent then, None now.
     added = {k: v for k, v in now["params"].items() if k not in then["params"]}
-    assert set(added) == {"space", "unsure", "unsure_below"} and set(added.values()) == {None}
+    assert set(added) == {"space", "unsure", "unsure_below", "selflabel_passes"} and set(added.values()) == {None}
     assert now.pop("confidence") is None and "confidence" not in then
     now["params"] = {k: v for k, v in now["params"].items() if k in then["params"]}
     assert now == then

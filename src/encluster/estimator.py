@@ -279,10 +279,10 @@ class EncodingClusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         members = group.on_main(lambda: {"members": selflabel.sure_members_of(
             self.embedding_, self.codes_, self.labels_, self.n_clusters_, self.selflabeling_.neighbors, self.seed_)})[
             "members"]
-        steps = selflabel.steps_for(self.selflabeling_.steps, len(members))
+        steps = selflabel.steps_for(self.selflabeling_.steps, len(members), self.selflabeling_.passes)
         if steps < self.selflabeling_.steps:
             log.info("self-labelling: %d steps instead of %d, %d passes over the %d sure members", steps,
-                     self.selflabeling_.steps, selflabel.MAX_PASSES, len(members))
+                     self.selflabeling_.steps, self.selflabeling_.passes, len(members))
         config = self.selflabeling_ = dataclasses.replace(self.selflabeling_, steps=steps)
         classifier, history = selflabel.fit(data, members, self.labels_[members], self.n_clusters_, config,
                                                   seed=self.seed_, device=device, verbose=self.verbose,

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 # it, 0.57 to 0.61 after; docs/benchmarks.md, small data); on digits' 180 per cluster it raises it.
 MIN_PER_CLUSTER = 50
 
+# selflabel_passes: 6,000 steps were 512 passes over digits' ~1,500 sure members and 15,000 over 50 images, where the
+# classifier has long learnt all there is and only the clock runs. 100 passes keep a 2,000-image set within half a
+# minute end to end and leave the sets of 7,700 sure members or more their 6,000 steps (docs/benchmarks.md).
 SETTINGS = (
     Setting("selflabel", Options(("off", "on", "auto")), "relabel every sample with a classifier trained on the "
             "clusters' surest members (a CNN for images, an MLP for other rows); auto: on for images of at least "
@@ -55,6 +58,8 @@ SETTINGS = (
             "n_neighbors (10 of 20)", "auto"),
     Setting("selflabel_steps", Interval(int, 1), "selflabel: optimizer steps (batches of 128) of the classifier, "
             "whatever the number of samples", 6000),
+    Setting("selflabel_passes", Interval(int, 1), "selflabel: at most this many passes over the sure members, "
+            "so a small set takes fewer than selflabel_steps", 100),
     Setting("selflabel_width", Interval(int, 1), "selflabel: channels of the CNN's first convolution (twice as many "
             "in the second); units of the MLP's layers for rows: the autoencoder's first width", 16),
     Setting("selflabel_smoothing", Interval(float, 0, 1, closed="left"), "selflabel: label smoothing of the "
@@ -77,11 +82,6 @@ LEARNING_RATE = 1e-3  # Adam's, decayed to 0 along a cosine over the steps
 # neighbour agreement, so every cluster is taught (a cluster the classifier never saw would vanish); a cluster of
 # 10 keeps its surest 5 rather than all 10.
 MIN_MEMBERS = 20
-# At most this many passes over the sure members: 6,000 steps were 512 passes over digits' ~1,500 sure members and
-# 15,000 over 50 images, where the classifier has long learnt all there is and only the clock runs. 100 passes keep
-# a 2,000-image set within half a minute end to end and leave the sets of 7,700 sure members or more their 6,000
-# steps (docs/benchmarks.md, small data).
-MAX_PASSES = 100
 CHECKPOINT_EVERY = 500  # steps between checkpoints (besides the one a stop writes)
 LOSS_EVERY = 100  # steps per entry of the loss history
 
@@ -94,6 +94,8 @@ class SelfLabelConfig:
         A member is sure when this many of its nearest neighbours share its cluster.
     steps : int
         Optimizer steps, in batches of `BATCH_SIZE` sure members.
+    passes : int
+        At most this many passes over the sure members (fewer steps on small sets).
     width : int
         The classifier's width (see `encluster.models.ClassifierSpec`).
     image_shape : tuple or None
@@ -112,6 +114,7 @@ class SelfLabelConfig:
 
     neighbors: int
     steps: int
+    passes: int
     width: int
     smoothing: float
     image_shape: tuple | None
@@ -138,17 +141,18 @@ def config(settings, image_shape, n_features, precision, umap_neighbors, per_clu
         return None
     width = settings.selflabel_width if image_shape is not None else hidden_widths("auto", n_features)[0]
     neighbors = settings.selflabel_neighbors
-    return SelfLabelConfig(neighbors=max(1, umap_neighbors // 2) if neighbors == "auto" else neighbors, steps=settings.selflabel_steps, width=width,
+    return SelfLabelConfig(neighbors=max(1, umap_neighbors // 2) if neighbors == "auto" else neighbors,
+                           steps=settings.selflabel_steps, passes=settings.selflabel_passes, width=width,
                            smoothing=settings.selflabel_smoothing,
                            image_shape=None if image_shape is None else tuple(image_shape),
                            shift=settings.augment_shift, rotation=settings.augment_rotation,
                            scale=settings.augment_scale, noise=settings.feature_noise, precision=precision)
 
 
-def steps_for(steps, n_members):
+def steps_for(steps, n_members, passes):
     """The optimizer steps to take: `steps`, or fewer where they would pass over the `n_members` sure
-    members more than `MAX_PASSES` times."""
-    return max(1, min(steps, math.ceil(MAX_PASSES * n_members / BATCH_SIZE)))
+    members more than `passes` times."""
+    return max(1, min(steps, math.ceil(passes * n_members / BATCH_SIZE)))
 
 
 def neighbour_agreement(neighbours, labels, rows):
