@@ -41,14 +41,15 @@ from .encode import hidden_widths
 
 log = logging.getLogger(__name__)
 
-# selflabel auto: on only where clusters hold this many samples or more (samples / clusters). With 10 to 15 images
-# per cluster the classifier, taught by a few sure members each, lowered ACC (400 images in 40 groups: 0.68 before
-# it, 0.57 to 0.61 after; docs/benchmarks.md, small data); on digits' 180 per cluster it raises it.
-MIN_PER_CLUSTER = 50
+# selflabel auto: on for images whose clusters hold this many samples or more (samples / clusters): the fewest
+# measured. Taught for 300 passes it raised the seeds' agreement (no labels) on four of five sets of 10 to 30 per
+# cluster and on those of 100 and 180; taught for 100 it had lost clusters at 10 per cluster
+# (studies/results/selflabel_per_cluster.md).
+MIN_PER_CLUSTER = 10
 
-# selflabel_passes: 6,000 steps were 512 passes over digits' ~1,500 sure members and 15,000 over 50 images, where the
-# classifier has long learnt all there is and only the clock runs. 100 passes keep a 2,000-image set within half a
-# minute end to end and leave the sets of 7,700 sure members or more their 6,000 steps (docs/benchmarks.md).
+# selflabel_passes: 300 passes gave the highest mean seeds' agreement over seven small image sets (0.702, against
+# 0.683 for 100, 0.697 for 1,000 and 0.685 for none) at a third of 1,000's time; sets of 6,000 / 300 * 128 = 2,560
+# sure members or more keep their 6,000 steps (studies/results/selflabel_per_cluster.md).
 SETTINGS = (
     Setting("selflabel", Options(("off", "on", "auto")), "relabel every sample with a classifier trained on the "
             "clusters' surest members (a CNN for images, an MLP for other rows); auto: on for images of at least "
@@ -59,7 +60,7 @@ SETTINGS = (
     Setting("selflabel_steps", Interval(int, 1), "selflabel: optimizer steps (batches of 128) of the classifier, "
             "whatever the number of samples", 6000),
     Setting("selflabel_passes", Interval(int, 1), "selflabel: at most this many passes over the sure members, "
-            "so a small set takes fewer than selflabel_steps", 100),
+            "so a small set takes fewer than selflabel_steps", 300),
     Setting("selflabel_width", Interval(int, 1), "selflabel: channels of the CNN's first convolution (twice as many "
             "in the second); units of the MLP's layers for rows: the autoencoder's first width", 16),
     Setting("selflabel_smoothing", Interval(float, 0, 1, closed="left"), "selflabel: label smoothing of the "
