@@ -33,7 +33,7 @@ from common import benchmark_parser, describe, machine
 HERE = Path(__file__).parent
 SEEDS = (0, 1, 2)
 IMAGE_SETS = ("digits-rotated-40", "mnist-turned-30", "fashion-flipped-20", "mnist-30-each", "fashion-tinted-30",
-              "mnist-100-each", "digits")
+              "mnist-100-each", "digits", "mnist-200-each")
 TABLE_SETS = ("wine", "breast-cancer", "digits-table-20")
 VARIANTS = ("default", "default-choose", "kmeans-raw", "umap", "previous-default")
 
@@ -77,6 +77,8 @@ def load(name):
         X, y = _variants(*images("mnist", "test"), 30, [as_is])
     elif name == "mnist-100-each":  # 10 digits, 100 each: 1,000 28x28
         X, y = _variants(*images("mnist", "test"), 100, [as_is])
+    elif name == "mnist-200-each":  # 10 digits, 200 each: 2,000 28x28, the largest size the time target covers
+        X, y = _variants(*images("mnist", "test"), 200, [as_is])
     elif name == "digits":  # scikit-learn's 1,797 8x8 digits, as images
         X, y = images("digits")
     elif name == "fashion-tinted-30":  # 10 garments x (red, green, blue), 15 each: 450 28x28x3
