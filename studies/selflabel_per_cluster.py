@@ -54,13 +54,14 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="off, or on:PASSES")
     parser.add_argument("--add", type=Path, nargs="+", default=[], metavar="JSON",
-                        help="also tabulate the rows of earlier runs' selflabel_per_cluster.json (other variants)")
+                        help="also tabulate earlier runs' selflabel_per_cluster.json (the sets and variants not run now)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     earlier = [json.loads(path.read_text()) for path in args.add]
-    rows = [r for e in earlier for r in e["rows"] if r["variant"] not in args.variants]
+    rerun = {(name, v) for name in args.sets for v in args.variants}  # taken from this run, not an earlier one
+    rows = [r for e in earlier for r in e["rows"] if (r["set"], r["variant"]) not in rerun]
     stats = {(entry["set"], v): st for e in earlier for entry in e["summary"] for v, st in entry["variants"].items()
-             if v not in args.variants}
+             if (entry["set"], v) not in rerun}
     sizes = {entry["set"]: (entry["n"], entry["per_cluster"]) for e in earlier for entry in e["summary"]}
     for name in args.sets:
         for variant in args.variants:
