@@ -5,7 +5,7 @@ and given noise: benchmarks/make_shifted_mnist.py), memory-mapped from a uint8 .
     python benchmarks/scaling.py                         # the default preset, one process
     python benchmarks/scaling.py --procs 2 --sizes 1000000 --epochs 2 --name scaling_torchrun
     python benchmarks/scaling.py --device cuda --dataset mnist --name scaling_gpu_mnist   # where a GPU is lent
-    python benchmarks/scaling.py --quick --results /tmp/x   # 1,000 and 2,000 shifted digits, one epoch
+    python benchmarks/scaling.py --quick --results /tmp/x   # 500 and 1,000 shifted digits, one epoch
 
 Each N runs as a whole `encluster run` (k-means baseline, plots and report included, as a user runs
 it) in its own process, one after the other; `--procs 2` runs it under torchrun. Peak memory is the
@@ -74,7 +74,7 @@ def main():
     parser.add_argument("--rewrite", action="store_true", help="only rewrite NAME.md from NAME.json, running nothing")
     args = parser.parse_args()
     if args.quick:  # two small shifted sets, one pass of pretraining
-        args.sizes, args.epochs = [1_000, 2_000], 1
+        args.sizes, args.epochs = [500, 1_000], 1
     if args.rewrite:
         saved = json.loads((args.results / f"{args.name}.json").read_text())
         return write_scaling(saved["rows"], args, saved["machine"], saved["command"])
