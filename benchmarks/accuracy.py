@@ -16,7 +16,8 @@ memory, into benchmarks/results/accuracy.json and .md.
 
 Data sets (`common.py`): MNIST (70,000), its 10,000 test images alone, 10,000 MNIST images
 shrunk to 16x16, 11,000 cut to their ink and stretched to fill 16x16 as USPS's digits are,
-Fashion-MNIST (70,000) and a 10,000-image subset of it, and scikit-learn's 8x8 digits. The default sees each as images (its self-labelling CNN needs the shape).
+Fashion-MNIST (70,000) and a 10,000-image subset of it, and scikit-learn's 8x8 digits. The
+default sees each as images (its self-labelling CNN needs the shape).
 
 Methods: pixels (k-means on the scaled pixels, n_init=10), seed, umap, n2d, dec, idec,
 default (our presets, `EncodingClusterer`), default-one-layout (the default with a single UMAP

@@ -10,7 +10,8 @@ reproducible is keeping structure, one that makes them less is fitting noise. AC
 for information.
 
     python studies/selflabel_per_cluster.py           # writes results/selflabel_per_cluster.{json,md}
-    python studies/selflabel_per_cluster.py --variants on:300 on:1000 --add results/selflabel_per_cluster.json
+    python studies/selflabel_per_cluster.py --sets mnist-200-each --variants on:100 on:300 \
+        --add studies/results/selflabel_per_cluster.json   # more sets or variants, tabulated with the earlier ones
 """
 
 import argparse
@@ -54,7 +55,8 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="off, or on:PASSES")
     parser.add_argument("--add", type=Path, nargs="+", default=[], metavar="JSON",
-                        help="also tabulate earlier runs' selflabel_per_cluster.json (the sets and variants not run now)")
+                        help="also tabulate earlier runs' selflabel_per_cluster.json (the sets and variants not "
+                        "run now)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     earlier = [json.loads(path.read_text()) for path in args.add]
