@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from encluster import EncodingClusterer, load_dataset, score
-from encluster.stages import embed
+from encluster.stages import embed, selflabel
 from encluster.stages.cluster import gaussian_mixture, mixture_from_arrays, mixture_to_arrays, most_agreeing
 from encluster.stages.embed import UmapEmbedding
 from encluster.errors import ConfigError
@@ -429,8 +429,6 @@ def test_new_points_placed_in_threads_land_where_umap_learns_serial_layout_puts_
     own edges and its own seed, as in umap-learn's serial `optimize_layout_euclidean`."""
     from umap.layouts import optimize_layout_euclidean
 
-    from encluster.stages import embed
-
     rng = np.random.default_rng(seed)
     fixed = rng.normal(size=(60, 2)).astype(np.float32)
     start = rng.normal(size=(n_new, 2)).astype(np.float32)
@@ -484,6 +482,25 @@ def test_ten_samples_per_cluster_get_a_neighbourhood_below_ten_and_self_labellin
     assert EncodingClusterer(40, **quick).fit(images).selflabel_ is None
     ten = EncodingClusterer(20, selflabel_steps=5, **quick).fit(images)
     assert ten.selflabeling_.neighbors == 2 and 0 < ten.selflabel_["steps"] <= 5
+    # Clusters of 10 are taught for up to 300 passes over their sure members, clusters of 100 for up to 100.
+    assert ten.selflabel_["passes"] == 300
+    assert EncodingClusterer(2, selflabel_steps=5, **quick).fit(images).selflabel_["passes"] == 100
+
+
+@pytest.mark.parametrize("per_cluster, passes", [(1, 300), (10, 300), (30, 300), (45, 200), (60, 150), (90, 100),
+                                                 (200, 100), (7_000, 100)])
+def test_self_labelling_passes_fall_from_300_to_100_as_clusters_grow(per_cluster, passes):
+    assert selflabel.passes_for("auto", per_cluster) == passes
+    assert selflabel.passes_for(37, per_cluster) == 37  # a number given is kept
+
+
+@given(st.floats(1, 1e7))
+def test_self_labelling_passes_never_grow_with_the_clusters_nor_their_visits_fall(per_cluster):
+    fewer, more = selflabel.passes_for("auto", per_cluster * 1.1), selflabel.passes_for("auto", per_cluster)
+    assert 100 <= fewer <= more <= 300
+    # Where the pass count is not at a bound, each cluster's samples are seen about as often, whatever its size.
+    if 100 < more < 300:
+        assert abs(more * per_cluster - 9_000) <= per_cluster / 2
 
 
 def test_the_input_is_clustered_where_its_layouts_agree_more_than_the_encodings(tmp_path):
