@@ -161,7 +161,7 @@ def test_ctrl_c_during_self_labelling_resumes_to_the_same_labels(tmp_path):
 
 
 def refine_args(preset):
-    return ["--preset", preset, "--dataset", "digits", "--epochs", "2", "--refine-epochs", "60", "--refine-tol", "0",
+    return ["--preset", preset, "--dataset", "digits", "--epochs", "2", "--refine-epochs", "20", "--refine-tol", "0",
             "--refine-batch-size", "64", "--no-plots", "--no-baseline", "--no-report", "-q", "--seed", "4"]
 
 
