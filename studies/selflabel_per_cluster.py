@@ -12,6 +12,9 @@ for information.
     python studies/selflabel_per_cluster.py           # writes results/selflabel_per_cluster.{json,md}
     python studies/selflabel_per_cluster.py --sets mnist-200-each --variants on:100 on:300 \
         --add studies/results/selflabel_per_cluster.json   # more sets or variants, tabulated with the earlier ones
+
+on:auto is the default's budget since this study (`selflabel_passes="auto"`: passes falling from 300 to 100
+as clusters grow).
 """
 
 import argparse
@@ -28,13 +31,13 @@ from common import describe, seeds_agreement, write_results
 from small_data import load
 
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = ("off", "on:100", "on:300", "on:1000")
+VARIANTS = ("off", "on:100", "on:300", "on:1000", "on:auto")
 SETS = ("digits-rotated-40", "mnist-turned-30", "fashion-tinted-30", "fashion-flipped-20", "mnist-30-each",
         "mnist-100-each", "digits")
 
 
 def fit(name, variant, seed):
-    """The default on set `name` with self-labelling `variant`: "off", or "on:PASSES"."""
+    """The default on set `name` with self-labelling `variant`: "off", or "on:PASSES" (a number, or auto)."""
     from encluster import EncodingClusterer, score
 
     X, y, _ = load(name)
@@ -42,7 +45,8 @@ def fit(name, variant, seed):
     started = time.perf_counter()
     selflabel, _, passes = variant.partition(":")
     est = EncodingClusterer(k, random_state=seed, selflabel=selflabel,
-                            **({"selflabel_passes": int(passes)} if passes else {})).fit(X)
+                            **({"selflabel_passes": passes if passes == "auto" else int(passes)} if passes else {})
+                            ).fit(X)
     return {"set": name, "variant": variant, "seed": seed, "n": len(X), "k": k,
             "per_cluster": round(len(X) / k, 1), "acc": round(score(y, est.labels_)["acc"], 4),
             "seconds": round(time.perf_counter() - started, 1), "steps": (est.selflabel_ or {}).get("steps"),
@@ -53,7 +57,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="off, or on:PASSES")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="off, or on:PASSES (a number, or auto)")
     parser.add_argument("--add", type=Path, nargs="+", default=[], metavar="JSON",
                         help="also tabulate earlier runs' selflabel_per_cluster.json (the sets and variants not "
                         "run now)")
