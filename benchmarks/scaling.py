@@ -39,6 +39,8 @@ def run_once(data, out, args):
                "--seed", str(args.seed), "--device", args.device, "--out", str(out), "--force", "-q"]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
+    if args.steps is not None:
+        command += ["--steps", str(args.steps)]
     if args.procs > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.procs}",
                    "-m", "encluster", *command[3:]]
@@ -64,6 +66,8 @@ def main():
     parser = benchmark_parser(__doc__)
     parser.add_argument("--preset", default="default")
     parser.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="pretraining's least optimizer steps, 0 for none (default: the preset's)")
     parser.add_argument("--procs", type=int, default=1, help="processes under torchrun (1: plain encluster run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="encluster's --device (cuda where a GPU is lent)")
@@ -73,8 +77,8 @@ def main():
     parser.add_argument("--name", default="scaling", help="results file name (benchmarks/results/NAME.json/.md)")
     parser.add_argument("--rewrite", action="store_true", help="only rewrite NAME.md from NAME.json, running nothing")
     args = parser.parse_args()
-    if args.quick:  # two small shifted sets, one pass of pretraining
-        args.sizes, args.epochs = [500, 1_000], 1
+    if args.quick:  # two small shifted sets, one pass of pretraining (the default's step floor would make it 100)
+        args.sizes, args.epochs, args.steps = [500, 1_000], 1, 0
     if args.rewrite:
         saved = json.loads((args.results / f"{args.name}.json").read_text())
         return write_scaling(saved["rows"], args, saved["machine"], saved["command"])
