@@ -14,6 +14,8 @@ label-free choice picks the better one can be counted.
     python benchmarks/small_data.py --quick --results /tmp/x # tiny, one seed: that the script still runs
     python benchmarks/small_data.py --variants kmeans-raw --previous 8dc2616 --results /tmp/p   # the slow one apart,
     python benchmarks/small_data.py --add /tmp/p/small_data.json    # the rest, tabulated with its rows
+    python benchmarks/small_data.py --sets fashion-flipped-20 --variants default-20-neighbours \
+        --add benchmarks/results/small_data.json   # an ablation on some sets, tabulated with the full run
 """
 
 import argparse
@@ -35,7 +37,9 @@ SEEDS = (0, 1, 2)
 IMAGE_SETS = ("digits-rotated-40", "mnist-turned-30", "fashion-flipped-20", "mnist-30-each", "fashion-tinted-30",
               "mnist-100-each", "digits", "mnist-200-each")
 TABLE_SETS = ("wine", "breast-cancer", "digits-table-20")
-VARIANTS = ("default", "default-choose", "kmeans-raw", "umap", "previous-default")
+VARIANTS = ("default", "default-choose", "default-20-neighbours", "kmeans-raw", "umap", "previous-default")
+# Not run unless asked for: the previous default needs a commit (--previous); the 20 neighbours are an ablation.
+OPTIONAL_VARIANTS = ("default-20-neighbours", "previous-default")
 
 
 def _variants(images, y, per_class, transforms, seed=0):
@@ -115,9 +119,11 @@ def run_one(name, variant, seed):
         rows = X.reshape(len(X), -1)
         labels = KMeans(k, n_init=10, random_state=seed).fit_predict(Scaler.fit(rows, "minmax").transform(rows))
     else:
-        # default-choose: the default with space="choose", the encoding or the input by the layouts' agreement.
+        # default-choose: the default with space="choose", the encoding or the input by the layouts' agreement;
+        # default-20-neighbours: the default with N2D's 20 neighbours at every size, as before n_neighbors="auto".
+        extra = {"default-choose": {"space": "choose"}, "default-20-neighbours": {"n_neighbors": 20}}.get(variant, {})
         est = EncodingClusterer(k, preset="umap" if variant == "umap" else "default", random_state=seed,
-                                **({"space": "choose"} if variant == "default-choose" else {})).fit(X)
+                                **extra).fit(X)
         labels = est.labels_
         choice = getattr(est, "space_choice_", None)
         record = {"method": est.method_, "timings": {stage: round(s, 1) for stage, s in est.timings_.items()},
@@ -151,7 +157,8 @@ def markdown(rows, seeds, previous):
     by = {}
     for r in rows:
         by.setdefault((r["set"], r["variant"]), []).append(r)
-    sets = list(dict.fromkeys(r["set"] for r in rows))
+    order = IMAGE_SETS + TABLE_SETS  # the sets in their usual order, whichever run added them
+    sets = sorted(dict.fromkeys(r["set"] for r in rows), key=lambda s: order.index(s) if s in order else len(order))
     variants = [v for v in VARIANTS if any((s, v) in by for s in sets)]
     lines = [f"# Small data and many clusters ({describe()})", "",
              f"`python benchmarks/small_data.py {' '.join(sys.argv[1:])}`".replace(" `", "`") + f": seeds "
@@ -193,7 +200,7 @@ def markdown(rows, seeds, previous):
 def main():
     parser = benchmark_parser(__doc__)
     parser.add_argument("--sets", nargs="+", default=list(IMAGE_SETS + TABLE_SETS))
-    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "previous-default"],
+    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in OPTIONAL_VARIANTS],
                         choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--previous", metavar="COMMIT", help="also run the default of this commit (git worktree)")
