@@ -60,7 +60,8 @@ def main():
              f"at most 20) or 20, seeds {', '.join(map(str, args.seeds))}. Each cell: n_neighbors / the seeds' "
              "agreement (mean ARI between the seeds' clusterings, no labels) / mean ACC (information only) / median "
              "seconds of a fit.", "",
-             "| set | samples | per cluster | " + " | ".join(args.rules) + " |", "|---|---|---|" + "---|" * len(args.rules)]
+             "| set | samples | per cluster | " + " | ".join(args.rules) + " |",
+             "|---|---|---|" + "---|" * len(args.rules)]
     for name in args.sets:
         cells, entry = [], {"set": name, "rules": {}}
         for rule in args.rules:
