@@ -50,7 +50,8 @@ def test_cli_on_npy_equals_cli_on_npz(mnist_files, tmp_path):
         out = tmp_path / name
         result = subprocess.run([sys.executable, "-m", "encluster", "run", "--dataset", str(folder / name),
                                  "--epochs", "2", "--steps", "0", "--n-init", "2", "--selflabel-steps", "100",
-                                 "--no-plots", "--no-report", "--out", str(out), "-q"], capture_output=True, text=True, timeout=300)
+                                 "--no-plots", "--no-report", "--out", str(out), "-q"],
+                                capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         results.append((np.load(out / "assignments.npy"), json.loads((out / "metrics.json").read_text())["history"]))
     assert np.array_equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]

@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 # (studies/results/selflabel_per_cluster.md).
 MIN_PER_CLUSTER = 10
 
-# selflabel_passes auto: the sure members of each cluster seen VISITS_PER_CLUSTER times in all, between FEW_PASSES
-# and MANY_PASSES passes: 300 up to 30 samples per cluster, 100 from 90 up. Over seven small image sets 300 passes
+# selflabel_passes auto: passes x expected samples per cluster = VISITS_PER_CLUSTER, between FEW_PASSES and
+# MANY_PASSES: 300 up to 30 samples per cluster, 100 from 90 up. Over seven small image sets 300 passes
 # gave the highest mean seeds' agreement (0.702, against 0.683 for 100, 0.697 for 1,000, 0.685 for none); 100 emptied
 # clusters at 10 per cluster and agreed less at 30, but from 100 per cluster up 100 passes agreed as much as 300 (mean
 # 0.796 against 0.794 over 1,000 and 2,000 MNIST digits and the 1,797 digits) in half the time. Between 30 and 90
