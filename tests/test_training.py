@@ -181,6 +181,27 @@ def test_a_checkpoint_resumes_on_a_machine_without_a_gpu_whichever_device_wrote_
         assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), whole.state_dict().values()))
 
 
+@pytest.mark.parametrize("seconds, kept", [(60.0, [1, 12]), (0.0, list(range(1, 13)))])
+def test_a_fast_training_keeps_its_first_and_last_checkpoints_and_the_others_seconds_apart(seconds, kept, tmp_path,
+                                                                                         monkeypatch):
+    """Twelve epochs of milliseconds: with a minute between checkpoints only the first and the last epoch's
+    are written (each is tens of MB on a real network), with none every epoch's is."""
+    from encluster import training
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", seconds)
+    saved, save = [], Checkpoint.save
+    monkeypatch.setattr(Checkpoint, "save", lambda self, state, stage=None: (saved.append(state["epoch"]),
+                                                                             save(self, state, stage)))
+    X = np.random.default_rng(0).uniform(size=(64, 8)).astype(np.float32)
+    spec = AutoencoderSpec(n_features=8, hidden=(16,), code_size=2, activation="relu", code_activation="linear",
+                           output_activation="linear", init="xavier", decoder_hidden=None)
+    checkpoint = Checkpoint(tmp_path / "checkpoint.pt")
+    train_autoencoder(Autoencoder(spec), X, _training(epochs=12, batch_size=32, loss="mse"),
+                      generator=torch.Generator().manual_seed(0), checkpoint=checkpoint)
+    assert saved == kept
+    assert checkpoint.load()["epoch"] == 12  # a kill after training resumes with nothing left to train
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 2_000_000), st.integers(1, 1024), st.integers(1, 50))
 def test_a_small_set_gets_the_step_budget_in_whole_passes_a_large_one_its_epochs(n, batch, epochs):

@@ -10,6 +10,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ LOSSES = {"bce": nn.BCELoss, "mse": nn.MSELoss}
 # (an all-reduce across processes): each read waits for the device's queued work, so a GPU is left to run
 # ahead between them. Stops fall on these steps only, so a resumed run continues from the same sums.
 SYNC_EVERY = 50
+# A task's due checkpoints are kept at most once per this many seconds of training, and always at the first and at
+# the end: on a few hundred images an epoch takes milliseconds, and writing the state (tens of MB) after each one
+# doubled the pretraining's time. A killed run loses at most this much training; a stop (Ctrl-C) always saves.
+CHECKPOINT_SECONDS = 5.0
 # The share of a GPU's free memory the scaled training data may take to be kept there whole.
 RESIDENT_SHARE = 0.25
 SCHEDULES = ("constant", "cosine")
@@ -119,7 +124,8 @@ class Checkpoint:
     """Where training state is kept so an interrupted fit can resume exactly.
 
     path : Path
-        The checkpoint file, rewritten atomically at every epoch's end and on a stop.
+        The checkpoint file, rewritten atomically at an epoch's end (the first, the last, and
+        others at most every `CHECKPOINT_SECONDS`) and on a stop.
     resume : bool
         Start from the file's state instead of from scratch.
     stop : threading.Event
@@ -204,7 +210,7 @@ def train_autoencoder(model, X, config, *, generator, device="cpu", verbose=0, c
     generator : torch.Generator
         Source of the shuffling order.
     checkpoint : Checkpoint, optional
-        Save state at each epoch's end and when `checkpoint.stop` is set (then raise
+        Save state at an epoch's end (see `Checkpoint`) and when `checkpoint.stop` is set (then raise
         `TrainingInterrupted`); with ``checkpoint.resume``, continue from the saved state.
         A resumed fit ends with exactly the weights an uninterrupted one would have (CPU).
         Only the main process writes it.
@@ -269,7 +275,8 @@ class StepLoop:
     - ``at_boundary()``: whether the step just taken ends a unit the task records (an epoch, a window
       of steps); ``record()`` then records it and returns ``(done, units, loss)`` for the progress bar;
     - ``running_loss()``: the loss to show between boundaries, or None;
-    - ``checkpoint_due(boundary)``: whether to keep a checkpoint now;
+    - ``checkpoint_due(boundary)``: whether a checkpoint is due now (the loop keeps the first, the last and
+      others `CHECKPOINT_SECONDS` apart);
     - ``snapshot()`` / ``restore(saved)``: the state to keep and to continue from; ``before_save()``,
       called on every process before a checkpoint is written (a collective may happen there).
     """
@@ -290,6 +297,7 @@ class StepLoop:
         if checkpoint is not None:
             checkpoint.active = True
         running = LossSum(self.device, fix=self.fix)
+        saved_at = None  # when this run last kept a checkpoint
         try:
             with progress(self.name, task.total_steps, self.verbose if group.is_main else 0, unit=self.unit) as bar:
                 bar.advance(state["step"])
@@ -314,11 +322,19 @@ class StepLoop:
                         group.barrier()  # the checkpoint is complete before any process may resume from it
                         raise TrainingInterrupted(f"stopped {self.name} at step {state['step']}; checkpoint in "
                                                   f"{checkpoint.stage_path(self.stage)}")
-                    if task.checkpoint_due(boundary):
+                    if task.checkpoint_due(boundary) and self._save_due(saved_at, state["step"] == task.total_steps):
                         self._save()
+                        saved_at = time.monotonic()
         finally:
             if checkpoint is not None:
                 checkpoint.active = False
+
+    def _save_due(self, saved_at, finished):
+        """Whether a due checkpoint is kept: the first and the last always, the others `CHECKPOINT_SECONDS`
+        apart (decided together, since keeping one may involve every process)."""
+        if saved_at is None or finished:
+            return True
+        return self.group.any(time.monotonic() - saved_at >= CHECKPOINT_SECONDS)
 
     def _save(self):
         self.task.before_save()
@@ -360,7 +376,7 @@ class StepTask:
 
 class _Pretraining(StepTask):
     """The autoencoder's pretraining as a `StepLoop` task: epochs of shuffled batches, the loss
-    history one mean per epoch, a checkpoint at each epoch's end (and mid-epoch on a stop)."""
+    history one mean per epoch, a checkpoint due at each epoch's end (and mid-epoch on a stop)."""
 
     def __init__(self, model, data, config, generator, device, group):
         self.model = self.module = model.to(device).train()
