@@ -257,3 +257,18 @@ def test_an_image_folder_whose_class_folder_holds_markup_cannot_run_script_in_it
                "original")
     _assert_nothing_ran(browser, run / "report.html")
     assert "<img src=x" not in (run / "report.html").read_text()
+
+
+def test_the_confusion_figure_numbers_only_the_cells_that_hold_samples(tmp_path, monkeypatch):
+    """40 clusters: 41 numbers, not 1,600 of which 1,559 are zeros."""
+    from encluster import plots
+
+    drawn = []
+    monkeypatch.setattr(plots.plt, "close", drawn.append)  # keep the figure to read it
+    table = np.zeros((40, 40), dtype=int)
+    table[np.arange(40), np.arange(40)] = 10
+    table[3, 7] = 2
+    plots.confusion_heatmap(table, {i: i for i in range(40)}, None, tmp_path / "confusion.png")
+    numbers = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in drawn[0].axes[0].texts}
+    assert numbers == {**{(i, i): "10" for i in range(40)}, (3, 7): "2"}
+    assert (tmp_path / "confusion.png").stat().st_size > 0
