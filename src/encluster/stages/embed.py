@@ -87,11 +87,16 @@ def keep_compiled_kernels():
     to cluster. Cached, a later run loads them instead; the compiled code, and so every result,
     is the same. Where no cache folder is writable they are compiled in memory as before.
     """
+    import umap.layouts
     import umap.umap_
     import umap.utils
 
-    # (Its layout epoch is compiled inside each call with the caller's options and cannot be kept.)
-    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths, umap.utils.tau_rand_int):
+    # The layout epoch too (1.5 s of each fresh process), where umap-learn keeps it at module level (0.5.12 does;
+    # older versions compile it inside each call, and it cannot be kept). Only its serial form, the one a seeded
+    # UMAP runs: the parallel form wraps the same function, and numba's cache tells the two apart by name only.
+    serial_epoch = getattr(umap.layouts, "_nb_optimize_layout_euclidean_single_epoch", None)
+    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths, umap.utils.tau_rand_int,
+                   serial_epoch):
         try:
             if hasattr(kernel, "enable_caching"):  # a numba dispatcher, as in the umap-learn versions we allow
                 kernel.enable_caching()
