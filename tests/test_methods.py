@@ -422,7 +422,7 @@ def test_umaps_kernels_compiled_once_give_the_same_labels_when_loaded_from_the_c
     kept = [name for _, _, files in os.walk(tmp_path / "numba") for name in files if name.endswith(".nbi")]
     assert any("smooth_knn_dist" in name for name in kept), kept
     import umap.layouts
-    if hasattr(umap.layouts, "_nb_optimize_layout_euclidean_single_epoch"):  # where umap-learn keeps it to keep
+    if hasattr(umap.layouts, "_nb_optimize_layout_euclidean_single_epoch"):  # where umap-learn holds it at module level
         assert any("optimize_layout_euclidean_single_epoch" in name for name in kept), kept
 
 

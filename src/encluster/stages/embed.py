@@ -91,7 +91,7 @@ def keep_compiled_kernels():
     import umap.umap_
     import umap.utils
 
-    # The layout epoch too (1.5 s of each fresh process), where umap-learn keeps it at module level (0.5.12 does;
+    # The layout epoch too (about 0.6 s of each fresh process's first fit), where umap-learn keeps it at module level (0.5.12 does;
     # older versions compile it inside each call, and it cannot be kept). Only its serial form, the one a seeded
     # UMAP runs: the parallel form wraps the same function, and numba's cache tells the two apart by name only.
     serial_epoch = getattr(umap.layouts, "_nb_optimize_layout_euclidean_single_epoch", None)
