@@ -83,7 +83,7 @@ def centroid_grid(images, image_shape, path, *, captions):
 def confusion_heatmap(table, matching, class_names, path):
     """Clusters (rows) against true classes (columns); the Hungarian matches are outlined. Only the
     cells that hold samples carry a number: with 40 clusters, 1,600 numbers (most of them zeros) hid the
-    few that matter and took about half the time the figures take."""
+    few that matter and took about a third of the time the figures take."""
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * table.shape[1], 1.0 + 0.5 * table.shape[0]))
     ax.imshow(table, cmap="Blues")
     big = table.max() / 2 if table.size else 0
